@@ -1,0 +1,1 @@
+"""The `frgb` command line: a thin Typer layer over the `frgb` library."""

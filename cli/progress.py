@@ -1,0 +1,33 @@
+"""A progress bar with ETA on stderr, for long commands (rich, which Typer already uses)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class Bar:
+    def __init__(self, progress: Progress, label: str):
+        self._progress = progress
+        self._label = label
+        self._task = None
+
+    def start(self, total: int, note: str = "") -> None:
+        self._task = self._progress.add_task(self._label, total=total, note=note)
+
+    def advance(self, note: str = "") -> None:
+        self._progress.update(self._task, advance=1, note=note)
+
+
+@contextmanager
+def progress_bar(label: str):
+    """Yield a `Bar`; call `start(total)` once the amount of work is known, then `advance()`."""
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
+        console=Console(stderr=True), transient=False,
+    )
+    with progress:
+        yield Bar(progress, label)

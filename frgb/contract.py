@@ -1,0 +1,125 @@
+"""The fr_regressor_v2 contract: the one place that states its facts.
+
+Everything that reads a corpus row, builds a codec block or writes a graph takes these
+names and numbers from here (see shared/contract/CONTRACT.md for their origin).
+"""
+
+from __future__ import annotations
+
+import math
+
+from frgb.errors import FrgbError
+
+#: The six canonical libvmaf features, in the graph's column order (load-bearing).
+FEATURES: tuple[str, ...] = (
+    "adm2",
+    "vif_scale0",
+    "vif_scale1",
+    "vif_scale2",
+    "vif_scale3",
+    "motion2",
+)
+
+#: The closed, ordered encoder vocabulary; its indices are the one-hot slots 0..5.
+ENCODER_VOCAB: tuple[str, ...] = (
+    "libx264",
+    "libx265",
+    "libsvtav1",
+    "libvvenc",
+    "libvpx-vp9",
+    "unknown",
+)
+
+#: Short names that real corpora use for vocabulary encoders (matched after lower/trim).
+ENCODER_ALIASES: dict[str, str] = {
+    "h264": "libx264",
+    "x264": "libx264",
+    "hevc": "libx265",
+    "x265": "libx265",
+    "av1": "libsvtav1",
+    "vvc": "libvvenc",
+    "vp9": "libvpx-vp9",
+}
+
+#: The eight slots of the `codec` input, in order.
+CODEC_BLOCK_LAYOUT: tuple[str, ...] = tuple(f"encoder_onehot[{e}]" for e in ENCODER_VOCAB) + (
+    "preset_norm",
+    "crf_norm",
+)
+
+_X26X_PRESETS = {
+    "ultrafast": 0,
+    "superfast": 1,
+    "veryfast": 2,
+    "faster": 3,
+    "fast": 4,
+    "medium": 5,
+    "slow": 6,
+    "slower": 7,
+    "veryslow": 8,
+    "placebo": 9,
+}
+
+#: Preset ordinals per encoder: 0 is the fastest end of the scale, 9 the slowest.
+PRESET_ORDINALS: dict[str, dict[str, int]] = {
+    "libx264": _X26X_PRESETS,
+    "libx265": _X26X_PRESETS,
+    "libsvtav1": {str(n): min(n, 9) for n in range(14)},
+    "libvvenc": {"faster": 1, "fast": 3, "medium": 5, "slow": 7, "slower": 8},
+    "libvpx-vp9": {"realtime": 0, "good": 5, "best": 9},
+}
+
+#: Ordinal of a preset that is not in its encoder's table (and of every `unknown` preset).
+DEFAULT_PRESET_ORDINAL = 5
+#: Preset ordinals are divided by this to give preset_norm.
+PRESET_SCALE = 9.0
+#: CRF is divided by this (the largest CRF of libsvtav1 and libvpx-vp9) to give crf_norm.
+CRF_SCALE = 63.0
+#: libx264 and libx265 accept CRF up to 51; a larger value is clipped to it when read.
+CRF_MAX: dict[str, float] = {"libx264": 51.0, "libx265": 51.0}
+
+#: The codec block of a caller that has no codec metadata.
+CODEC_BLIND: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.5)
+
+#: Graph I/O and versioning.
+INPUT_FEATURES = "features"
+INPUT_CODEC = "codec"
+OUTPUT_SCORE = "score"
+OPSET = 17
+SCORE_RANGE = (0.0, 100.0)
+
+
+class ContractError(FrgbError, ValueError):
+    """A value that the contract cannot encode (the message says which and why)."""
+
+
+def canonical_encoder(name: str) -> str:
+    """Map an encoder name or alias to its vocabulary entry; anything else is `unknown`."""
+    key = name.strip().lower()
+    key = ENCODER_ALIASES.get(key, key)
+    return key if key in ENCODER_VOCAB else "unknown"
+
+
+def preset_ordinal(encoder: str, preset: str | int | None) -> int:
+    """Ordinal 0..9 of `preset` for the canonical `encoder` (5 when not in its table)."""
+    table = PRESET_ORDINALS.get(encoder, {})
+    key = "" if preset is None else str(preset).strip().lower()
+    return table.get(key, DEFAULT_PRESET_ORDINAL)
+
+
+def codec_block(encoder: str, preset: str | int | None, crf: float) -> list[float]:
+    """The eight `codec` values of one row (encoder may be an alias; CRF is validated)."""
+    if isinstance(crf, bool) or not isinstance(crf, (int, float)) or not math.isfinite(crf):
+        raise ContractError(f"crf must be a finite number, got {crf!r}")
+    if crf < 0:
+        raise ContractError(f"crf must be >= 0, got {crf!r}")
+    canon = canonical_encoder(encoder)
+    if canon in CRF_MAX:
+        crf = min(float(crf), CRF_MAX[canon])
+    elif crf > CRF_SCALE:
+        raise ContractError(f"crf {crf!r} is above {CRF_SCALE:g}, the largest CRF of any encoder")
+    block = [0.0] * len(CODEC_BLOCK_LAYOUT)
+    block[ENCODER_VOCAB.index(canon)] = 1.0
+    block[-2] = preset_ordinal(canon, preset) / PRESET_SCALE
+    block[-1] = crf / CRF_SCALE
+    return block

