@@ -6,7 +6,7 @@ names and numbers from here (see shared/contract/CONTRACT.md for their origin).
 
 from __future__ import annotations
 
-import math
+import numpy as np
 
 from frgb.errors import FrgbError
 
@@ -107,19 +107,33 @@ def preset_ordinal(encoder: str, preset: str | int | None) -> int:
     return table.get(key, DEFAULT_PRESET_ORDINAL)
 
 
+def codec_blocks(encoders, presets, crfs) -> tuple[np.ndarray, np.ndarray]:
+    """Codec blocks (N, 8) of N rows, and for each row "" or why it cannot be encoded.
+
+    `encoders` and `presets` are sequences of names (None allowed); `crfs` is float with NaN
+    for a missing or non-numeric value. A row with a problem gets the codec-blind block.
+    """
+    crf = np.asarray(crfs, dtype=np.float64)
+    n = len(crf)
+    canon = [canonical_encoder(e or "") for e in encoders]
+    slot = np.array([ENCODER_VOCAB.index(c) for c in canon], dtype=np.int64).reshape(n)
+    limit = np.array([CRF_MAX.get(c, np.inf) for c in canon], dtype=np.float64).reshape(n)
+    problem = np.full(n, "", dtype=object)
+    problem[crf > np.where(np.isinf(limit), CRF_SCALE, np.inf)] = f"crf above {CRF_SCALE:g}"
+    problem[crf < 0] = "crf negative"
+    problem[~np.isfinite(crf)] = "crf missing or not a number"
+    block = np.zeros((n, len(CODEC_BLOCK_LAYOUT)), dtype=np.float64)
+    block[np.arange(n), slot] = 1.0
+    block[:, -2] = [preset_ordinal(c, p) / PRESET_SCALE for c, p in zip(canon, presets)]
+    block[:, -1] = np.minimum(crf, limit) / CRF_SCALE
+    block[problem != ""] = CODEC_BLIND
+    return block, problem
+
+
 def codec_block(encoder: str, preset: str | int | None, crf: float) -> list[float]:
-    """The eight `codec` values of one row (encoder may be an alias; CRF is validated)."""
-    if isinstance(crf, bool) or not isinstance(crf, (int, float)) or not math.isfinite(crf):
-        raise ContractError(f"crf must be a finite number, got {crf!r}")
-    if crf < 0:
-        raise ContractError(f"crf must be >= 0, got {crf!r}")
-    canon = canonical_encoder(encoder)
-    if canon in CRF_MAX:
-        crf = min(float(crf), CRF_MAX[canon])
-    elif crf > CRF_SCALE:
-        raise ContractError(f"crf {crf!r} is above {CRF_SCALE:g}, the largest CRF of any encoder")
-    block = [0.0] * len(CODEC_BLOCK_LAYOUT)
-    block[ENCODER_VOCAB.index(canon)] = 1.0
-    block[-2] = preset_ordinal(canon, preset) / PRESET_SCALE
-    block[-1] = crf / CRF_SCALE
-    return block
+    """The eight `codec` values of one row; raises ContractError if the CRF is unusable."""
+    value = float(crf) if isinstance(crf, (int, float)) and not isinstance(crf, bool) else np.nan
+    block, problem = codec_blocks([encoder], [preset], [value])
+    if problem[0]:
+        raise ContractError(f"{problem[0]}: {crf!r}")
+    return block[0].tolist()

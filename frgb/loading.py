@@ -1,0 +1,271 @@
+"""Reading a JSONL corpus into contract arrays, with every dropped row counted by reason.
+
+The file is streamed in blocks of whole lines. Polars parses each block against an explicit
+schema that names only the columns frgb needs (a key that first appears late is never lost,
+and the rest of each row is skipped). Our own line bookkeeping gives errors a file and line
+number, which Polars' parallel parser cannot. Lines that Polars refuses but JSON allows
+(NaN, Infinity, numbers beyond float range) are re-read with Python's json module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+
+from frgb.contract import FEATURES, canonical_encoder, codec_blocks
+from frgb.errors import FrgbError
+
+BLOCK_BYTES = 16 << 20
+
+_FEATURE_KEYS = {f: (f"{f}_mean", f"integer_{f}_mean") for f in FEATURES}
+SCHEMA = pl.Schema(
+    {
+        "schema_version": pl.Float64,
+        "src": pl.String,
+        "src_sha256": pl.String,
+        "encoder": pl.String,
+        "preset": pl.String,
+        "crf": pl.Float64,
+        "vmaf_score": pl.Float64,
+        "vmaf_model": pl.String,
+        "exit_status": pl.Float64,
+        **{key: pl.Float64 for keys in _FEATURE_KEYS.values() for key in keys},
+        "per_frame_features": pl.Struct(
+            {**{f: pl.Float64 for f in FEATURES}, **{f"integer_{f}": pl.Float64 for f in FEATURES}}
+        ),
+    }
+)
+
+# Drop reasons, in the order they are checked (a row is counted once, under the first).
+FAILED = "failed encode (exit_status != 0)"
+NO_TARGET = "vmaf_score missing or not finite"
+BAD_TARGET = "vmaf_score outside [0, 100]"
+NO_FEATURE = "feature missing or not finite"
+NEG_FEATURE = "feature negative"
+DUPLICATE = "duplicate row"
+TRUNCATED = "truncated final line"
+
+
+@dataclass
+class Corpus:
+    """Trainable rows in canonical order, as the arrays the model and the graph consume."""
+
+    path: str
+    sha256: str
+    features: np.ndarray  # (N, 6) float64, contract order
+    codec: np.ndarray  # (N, 8) float64
+    target: np.ndarray  # (N,) float64
+    group: np.ndarray  # (N,) fold key: src_sha256, else src
+    source: np.ndarray  # (N,) readable source name
+    encoder: np.ndarray  # (N,) encoder name as written (trimmed, lower case)
+    vmaf_model: np.ndarray  # (N,) model that scored the row ("" when not recorded)
+    line: np.ndarray  # (N,) line number in the file
+    dropped: dict[str, int] = field(default_factory=dict)
+    lines: int = 0
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def subset(self, mask: np.ndarray) -> "Corpus":
+        take = {k: getattr(self, k)[mask] for k in _ARRAYS}
+        return Corpus(self.path, self.sha256, **take, dropped=dict(self.dropped), lines=self.lines)
+
+    def drop_summary(self) -> str:
+        if not self.dropped:
+            return "none dropped"
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items(), key=lambda kv: -kv[1]))
+
+
+_ARRAYS = ("features", "codec", "target", "group", "source", "encoder", "vmaf_model", "line")
+
+
+def _blocks(path: Path) -> Iterator[tuple[bytes, int, bool]]:
+    """(block of whole lines, number of its first line, whether it ends the file)."""
+    with path.open("rb") as f:
+        carry, first = b"", 1
+        while True:
+            chunk = f.read(BLOCK_BYTES)
+            data = carry + chunk
+            if not chunk:
+                if data:
+                    yield data, first, True
+                return
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # one line longer than a block: keep reading
+                carry = data
+                continue
+            yield data[:cut], first, False
+            first += data.count(b"\n", 0, cut)
+            carry = data[cut:]
+
+
+def _where(path: Path, line: int) -> str:
+    return f"{path}:{line}"
+
+
+def _finite_or_none(value):
+    """JSON value with non-finite floats (NaN, Infinity, 1e400) replaced by null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def _parse_block(path: Path, lines: list[bytes], numbers: list[int]) -> pl.DataFrame:
+    body = b"\n".join(lines)
+    try:
+        frame = pl.read_ndjson(io.BytesIO(body), schema=SCHEMA, ignore_errors=True)
+    except pl.exceptions.PolarsError:
+        # Re-read line by line: Python's json takes NaN/Infinity and names the broken line.
+        clean = []
+        for text, n in zip(lines, numbers):
+            try:
+                row = json.loads(text)
+            except ValueError as e:
+                raise FrgbError(f"{_where(path, n)}: malformed JSON ({e.msg} at column {e.colno})") from None
+            clean.append(json.dumps(_finite_or_none(row)).encode())
+        frame = pl.read_ndjson(io.BytesIO(b"\n".join(clean)), schema=SCHEMA, ignore_errors=True)
+    if frame.height != len(lines):
+        raise FrgbError(f"{path}: parsed {frame.height} rows from {len(lines)} lines near line {numbers[0]}")
+    return frame.with_columns(pl.Series("line", numbers, dtype=pl.Int64))
+
+
+def read_rows(path: Path) -> tuple[pl.DataFrame, int, Counter, str]:
+    """All rows of `path` as a frame of the schema's columns (+ `line`), with the line count,
+    the drops made while reading, and the file's SHA-256."""
+    if not path.exists():
+        raise FrgbError(f"{path}: no such file")
+    if path.is_dir():
+        raise FrgbError(f"{path}: is a directory, not a JSONL corpus file")
+    digest = hashlib.sha256()
+    dropped: Counter = Counter()
+    frames, total = [], 0
+    for block, first, last in _blocks(path):
+        digest.update(block)
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = first + block.count(b"\n", 0, e.start)
+            raise FrgbError(f"{_where(path, line)}: not UTF-8 text (byte {block[e.start]:#04x})") from None
+        raw = block.split(b"\n")
+        if raw and raw[-1] == b"" and block.endswith(b"\n"):
+            raw.pop()
+        total = first + len(raw) - 1
+        lines, numbers = [], []
+        for i, text in enumerate(raw):
+            text = text.strip()
+            if not text:
+                continue
+            n = first + i
+            torn = last and i == len(raw) - 1 and not block.endswith(b"\n")
+            if torn and not _is_json(text):
+                dropped[TRUNCATED] += 1
+                continue
+            if not text.startswith(b"{"):
+                kind = "not a JSON object" if _is_json(text) else "malformed JSON"
+                raise FrgbError(f"{_where(path, n)}: {kind}; every line must be one JSON object")
+            lines.append(text)
+            numbers.append(n)
+        if lines:
+            frames.append(_parse_block(path, lines, numbers))
+    if not frames:
+        raise FrgbError(f"{path}: no rows (the file is empty)")
+    return pl.concat(frames), total, dropped, digest.hexdigest()
+
+
+def _is_json(text: bytes) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _feature(name: str) -> pl.Expr:
+    """A feature from any of the shapes real corpora use (v3, integer_ prefix, nested)."""
+    mean, integer_mean = _FEATURE_KEYS[name]
+    nested = pl.col("per_frame_features").struct
+    return pl.coalesce(
+        pl.col(mean), pl.col(integer_mean), nested.field(name), nested.field(f"integer_{name}")
+    ).alias(name)
+
+
+def load_corpus(path: str | Path) -> Corpus:
+    """Load, validate and encode a corpus; rows that cannot train are dropped and counted."""
+    path = Path(path)
+    rows, total, dropped, sha = read_rows(path)
+    feats = [_feature(f) for f in FEATURES]
+    frame = (
+        rows.lazy()
+        .with_columns(
+            *feats,
+            pl.col("encoder").fill_null("").str.strip_chars().str.to_lowercase(),
+            pl.coalesce(pl.col("src_sha256"), pl.col("src"), pl.lit("(no source)")).alias("group"),
+            pl.coalesce(pl.col("src"), pl.col("src_sha256"), pl.lit("(no source)")).alias("source"),
+            pl.col("vmaf_model").fill_null(""),
+        )
+        .with_columns(
+            pl.when(pl.col("exit_status").fill_null(0) != 0).then(pl.lit(FAILED))
+            .when(~pl.col("vmaf_score").is_finite().fill_null(False)).then(pl.lit(NO_TARGET))
+            .when(~pl.col("vmaf_score").is_between(0, 100)).then(pl.lit(BAD_TARGET))
+            .when(~pl.all_horizontal(pl.col(f).is_finite().fill_null(False) for f in FEATURES)).then(pl.lit(NO_FEATURE))
+            .when(pl.any_horizontal(pl.col(f) < 0 for f in FEATURES)).then(pl.lit(NEG_FEATURE))
+            .otherwise(pl.lit("")).alias("problem")
+        )
+        .select("line", "group", "source", "encoder", "preset", "crf", "vmaf_model", "vmaf_score", *FEATURES, "problem")
+        .collect()
+    )
+    codec, codec_problem = codec_blocks(
+        frame["encoder"].to_list(), frame["preset"].to_list(), frame["crf"].fill_null(np.nan).to_numpy()
+    )
+    problem = frame["problem"].to_numpy().astype(object)
+    problem = np.where(problem == "", codec_problem, problem)
+    dropped.update(Counter(problem[problem != ""].tolist()))
+    keep = problem == ""
+    corpus = Corpus(
+        path=str(path),
+        sha256=sha,
+        features=frame.select(FEATURES).to_numpy().astype(np.float64)[keep],
+        codec=codec[keep],
+        target=frame["vmaf_score"].to_numpy()[keep],
+        group=frame["group"].to_numpy()[keep].astype(str),
+        source=frame["source"].to_numpy()[keep].astype(str),
+        encoder=frame["encoder"].to_numpy()[keep].astype(str),
+        vmaf_model=frame["vmaf_model"].to_numpy()[keep].astype(str),
+        line=frame["line"].to_numpy()[keep],
+        dropped=dict(dropped),
+        lines=total,
+    )
+    corpus = _canonical(corpus)
+    if len(corpus) == 0:
+        raise FrgbError(f"{path}: no usable rows ({corpus.drop_summary()})")
+    return corpus
+
+
+def _canonical(corpus: Corpus) -> Corpus:
+    """Rows in a canonical order, exact duplicates dropped: the model never depends on the
+    order of lines in the file."""
+    keys = (
+        corpus.target, *corpus.codec.T[::-1], *corpus.features.T[::-1], corpus.encoder, corpus.source, corpus.group,
+    )
+    order = np.lexsort(keys)
+    sorted_corpus = corpus.subset(order)
+    same = np.zeros(len(order), dtype=bool)
+    if len(order) > 1:
+        stacked = [np.asarray(k)[order] for k in keys]
+        same[1:] = np.logical_and.reduce([k[1:] == k[:-1] for k in stacked])
+    if same.any():
+        sorted_corpus.dropped[DUPLICATE] = sorted_corpus.dropped.get(DUPLICATE, 0) + int(same.sum())
+    return sorted_corpus.subset(~same)

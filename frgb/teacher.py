@@ -1,0 +1,105 @@
+"""The teacher prior: libvmaf's own VMAF model (a libsvm nu-SVR with an RBF kernel).
+
+`VmafTeacher` reads a VMAF model file and computes, from the six contract features, the score
+libvmaf would give a frame with those features. Applied to a row's mean features it predicts
+the row's `vmaf_score` closely, with no training; frgb boosts only what it misses.
+
+libvmaf's recipe (model_dict, norm_type `linear_rescale`), in the model's own feature order
+(adm2, motion2, vif_scale0..3):
+    z_i   = slopes[i + 1] * x_i + intercepts[i + 1]
+    y     = sum_j coef_j * exp(-gamma * |z - sv_j|^2) - rho
+    score = clip((y - intercepts[0]) / slopes[0], score_clip)
+`score_transform` is applied by libvmaf only with `enable_transform`, which is not the default,
+so it is not applied here.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from frgb.contract import FEATURES
+from frgb.errors import FrgbError
+
+#: Models shipped with frgb (see frgb/vmaf_models/README.md), by the name corpora record.
+BUILTIN_MODELS = ("vmaf_v0.6.1", "vmaf_4k_v0.6.1")
+
+
+def _model_json(model: str) -> dict:
+    if model in BUILTIN_MODELS:
+        text = resources.files("frgb.vmaf_models").joinpath(f"{model}.json").read_text()
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise FrgbError(f"VMAF model {model!r}: not a built-in ({', '.join(BUILTIN_MODELS)}) nor a file")
+        text = path.read_text()
+    try:
+        return json.loads(text)["model_dict"]
+    except (ValueError, KeyError):
+        raise FrgbError(f"VMAF model {model!r}: not a VMAF model JSON (no model_dict)") from None
+
+
+def _parse_libsvm(text: str, n_features: int) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """gamma, rho, dual coefficients and dense support vectors of a libsvm model string."""
+    header, _, body = text.partition("\nSV\n")
+    fields = dict(line.split(" ", 1) for line in header.splitlines() if " " in line)
+    if fields.get("kernel_type") != "rbf":
+        raise FrgbError(f"VMAF model: only RBF kernels are supported, got {fields.get('kernel_type')!r}")
+    coefs, vectors = [], []
+    for line in body.strip().splitlines():
+        parts = line.split()
+        coefs.append(float(parts[0]))
+        sv = np.zeros(n_features)
+        for item in parts[1:]:
+            index, value = item.split(":")
+            sv[int(index) - 1] = float(value)  # libsvm is sparse: absent means 0
+        vectors.append(sv)
+    return float(fields["gamma"]), float(fields["rho"]), np.array(coefs), np.array(vectors)
+
+
+class VmafTeacher(RegressorMixin, BaseEstimator):
+    """The VMAF model's score of the six contract features (N, 6) -> (N,).
+
+    `model` is a built-in name (vmaf_v0.6.1, vmaf_4k_v0.6.1) or a path to a VMAF model JSON.
+    Nothing is learned: `fit` reads the model file.
+    """
+
+    def __init__(self, model: str = "vmaf_v0.6.1"):
+        self.model = model
+
+    def fit(self, X=None, y=None):
+        spec = _model_json(self.model)
+        if spec.get("norm_type") != "linear_rescale":
+            raise FrgbError(f"VMAF model {self.model!r}: norm_type {spec.get('norm_type')!r} is not supported")
+        names = [n.replace("VMAF_integer_feature_", "").replace("VMAF_feature_", "").removesuffix("_score")
+                 for n in spec["feature_names"]]
+        if sorted(names) != sorted(FEATURES):
+            raise FrgbError(f"VMAF model {self.model!r} uses features {names}, not the contract's six")
+        order = [names.index(f) for f in FEATURES]  # model column for each contract column
+        slopes, intercepts = np.asarray(spec["slopes"]), np.asarray(spec["intercepts"])
+        gamma, rho, coef, sv = _parse_libsvm(spec["model"], len(names))
+        self.gamma_ = gamma
+        self.rho_ = rho
+        self.dual_coef_ = coef
+        self.support_vectors_ = sv[:, order]  # contract order from here on
+        self.feature_slope_ = slopes[1:][order]
+        self.feature_intercept_ = intercepts[1:][order]
+        self.score_slope_ = float(slopes[0])
+        self.score_intercept_ = float(intercepts[0])
+        self.score_clip_ = tuple(float(v) for v in spec.get("score_clip", (-np.inf, np.inf)))
+        self.n_features_in_ = len(FEATURES)
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """The SVR output y before it is mapped back to the score scale."""
+        z = np.asarray(X, dtype=np.float64) * self.feature_slope_ + self.feature_intercept_
+        d2 = ((z[:, None, :] - self.support_vectors_[None, :, :]) ** 2).sum(axis=2)
+        return np.exp(-self.gamma_ * d2) @ self.dual_coef_ - self.rho_
+
+    def predict(self, X) -> np.ndarray:
+        y = self.decision_function(X)
+        return np.clip((y - self.score_intercept_) / self.score_slope_, *self.score_clip_)
