@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 from frgb.errors import FrgbError
@@ -93,8 +96,211 @@ def corpus(
     )
 
 
+def _default_corpus() -> Path:
+    from frgb.loading import SHIPPED_CORPUS
+
+    if not SHIPPED_CORPUS.is_file():
+        fail(f"no --corpus given and the shipped corpus {SHIPPED_CORPUS} is missing (install from a checkout)")
+    return SHIPPED_CORPUS
+
+
+def _fmt(m: dict) -> str:
+    return f"PLCC {m['plcc']:.4f}  SROCC {m['srocc']:.4f}  RMSE {m['rmse']:.3f}"
+
+
+def _print_json(data) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@app.command()
+def fit(
+    corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
+    out: Path = typer.Option(Path("out"), help="Output folder for .onnx, sidecar .json and registry.json."),
+    id: str = typer.Option("frgb", "--id", help="Model id: file stem and registry key."),
+    seed: int = typer.Option(0, help="Random seed; the same corpus, options and seed give the same bytes."),
+    prior: str = typer.Option(
+        "auto", help="Teacher prior: auto (the corpus's vmaf_model), vmaf_v0.6.1, vmaf_4k_v0.6.1, a model "
+        "JSON path, or none (plain gradient boosting)."
+    ),
+    target: list[str] = typer.Option(
+        ["onnxml", "libvmaf"], help="Export target, repeatable: onnxml (<id>.onnx, ai.onnx.ml trees) and/or "
+        "libvmaf (<id>_libvmaf.onnx, only ops libvmaf's loader accepts)."
+    ),
+    input_scaler: Optional[Path] = typer.Option(
+        None, help="Existing sidecar whose feature_mean/feature_std callers already apply: the graph then "
+        "takes features scaled that way, so only the .onnx of an install needs replacing."
+    ),
+    codec_blind: bool = typer.Option(True, help="Also train on codec-blind copies of every row."),
+    monotone: bool = typer.Option(False, help="Constrain VMAF not to fall when adm2 or a vif scale rises."),
+    cv: bool = typer.Option(True, help="Report leave-one-source-out figures (one extra fit per source)."),
+    strategy: str = typer.Option("auto", help="libvmaf tree evaluation: auto, gemm or traversal."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Train the teacher prior + LightGBM model on a corpus and export drop-in ONNX graphs.
+
+    Each graph is checked in onnxruntime against the Python model on every training row and on
+    rows at every split threshold before anything is written; files are replaced atomically.
+    """
+    from frgb.training import FitOptions, train
+
+    from cli.progress import progress_bar
+
+    for t in target:
+        if t not in ("onnxml", "libvmaf"):
+            fail(f"--target must be onnxml or libvmaf, got {t!r}")
+    options = FitOptions(prior=prior, codec_blind=codec_blind, monotone=monotone, seed=seed)
+    try:
+        with progress_bar("leave-one-source-out") as bar:
+            started = []
+
+            def on_fold(i: int, n: int, source: str) -> None:
+                if not started:
+                    bar.start(n)
+                    started.append(True)
+                else:
+                    bar.advance(source)
+
+            report = train(corpus or _default_corpus(), out, id, options, list(dict.fromkeys(target)), input_scaler,
+                           cv, strategy, sys.argv[1:], on_fold)
+            if started:
+                bar.advance("done")
+    except FrgbError as e:
+        fail(str(e))
+    if as_json:
+        _print_json(report.__dict__)
+        return
+    dropped = ", ".join(f"{n} {r}" for r, n in report.rows_dropped.items()) or "none"
+    typer.echo(f"corpus        {report.corpus}: {report.rows_used} rows used; dropped: {dropped}")
+    other = sum(report.rows_other_vmaf_model.values())
+    typer.echo(f"prior         {report.prior or 'none'}" + (f" ({other} rows scored with another VMAF model: "
+               f"{report.rows_other_vmaf_model})" if other else ""))
+    typer.echo(f"fit           {report.fit_seconds:.2f} s")
+    typer.echo(f"in-sample     {_fmt(report.in_sample)}")
+    if report.cross_validated:
+        cvr = report.cross_validated
+        typer.echo(f"LOSO mean     {_fmt(cvr['mean_over_sources'])}  ({cvr['folds']} sources)")
+        typer.echo(f"LOSO pooled   {_fmt(cvr['pooled'])}")
+        typer.echo(f"codec-blind   {_fmt(cvr['codec_blind']['mean_over_sources'])}  (LOSO mean)")
+    for e in report.exports:
+        typer.echo(f"{e['target']:<13} {e['onnx']} + {Path(e['sidecar']).name}  parity {e['parity_max_abs_diff']:.2e} "
+                   f"over {e['rows_checked']} rows + {e['threshold_rows']} threshold rows")
+
+
+@app.command("eval")
+def evaluate(
+    model: Optional[Path] = typer.Argument(None, help="ONNX model to score (its sidecar .json must sit next to it)."),
+    corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
+    plcc: bool = typer.Option(True, "--plcc/--no-plcc", help="Report PLCC, SROCC and RMSE (the default)."),
+    min_plcc: Optional[float] = typer.Option(None, help="Exit with status 1 if PLCC is below this gate."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Score an ONNX model on a corpus exactly as a consumer runs it: the sidecar's scaling applied
+    to the features, the codec block built from each row, onnxruntime on CPU.
+
+    Prints PLCC, SROCC, RMSE and rows used and dropped, also per encoder and for the codec-blind
+    vector. Works for any model with the contract's inputs and a sidecar, frgb's or the MLP's.
+    """
+    from frgb.evaluation import OnnxModel
+    from frgb.loading import load_corpus
+
+    if model is None:
+        fail("give a MODEL.onnx to score")
+    try:
+        result = OnnxModel(model).evaluate(load_corpus(corpus or _default_corpus()))
+    except FrgbError as e:
+        fail(str(e))
+    if as_json:
+        _print_json(result)
+    else:
+        dropped = ", ".join(f"{n} {r}" for r, n in result["rows_dropped"].items()) or "none"
+        typer.echo(f"{result['model']} on {result['corpus']}: {result['rows_used']} rows used; dropped: {dropped}")
+        if plcc:
+            typer.echo(f"all           {_fmt(result)}")
+            for enc, m in result["per_encoder"].items():
+                typer.echo(f"  {enc:<11} {_fmt(m)}  n={m['n']}")
+            typer.echo(f"codec-blind   {_fmt(result['codec_blind'])}")
+    if min_plcc is not None and not result["plcc"] >= min_plcc:
+        typer.echo(f"frgb: PLCC {result['plcc']:.4f} is below the gate {min_plcc}", err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="ONNX model (its sidecar .json must sit next to it)."),
+    corpus: Path = typer.Argument(..., help="JSONL rows to score; vmaf_score is not needed."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write JSON Lines here [default: stdout]."),
+) -> None:
+    """Write one prediction per usable row: its line number, source, encoder, preset, crf and
+    `predicted_vmaf` (plus `vmaf_score` where the row has one)."""
+    from frgb.artifacts import atomic_write
+    from frgb.evaluation import OnnxModel
+    from frgb.loading import load_corpus
+
+    try:
+        rows = load_corpus(corpus, require_target=False)
+        scores = OnnxModel(model).predict(rows)
+        order = np.argsort(rows.line, kind="stable")
+        lines = []
+        for i in order:
+            record = {"line": int(rows.line[i]), "src": rows.source[i], "encoder": rows.encoder[i],
+                      "preset": rows.preset[i], "crf": float(rows.crf[i]), "predicted_vmaf": float(scores[i])}
+            if np.isfinite(rows.target[i]):
+                record["vmaf_score"] = float(rows.target[i])
+            lines.append(json.dumps(record))
+        text = "\n".join(lines) + "\n"
+        if out is None:
+            typer.echo(text, nl=False)
+        else:
+            atomic_write(out, text.encode())
+    except FrgbError as e:
+        fail(str(e))
+    note = f"{len(rows)} predictions" + (f" -> {out}" if out else "")
+    dropped = sum(rows.dropped.values())
+    typer.echo(note + (f"; {dropped} rows dropped: {rows.drop_summary()}" if dropped else ""), err=True)
+
+
+@app.command()
+def check(
+    model: Path = typer.Argument(..., help="Any ONNX file."),
+    allowlist: Optional[Path] = typer.Option(None, help="Op types libvmaf accepts, one per line [default: shipped]."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Validate an ONNX file against the fr_regressor_v2 contract (names, dtypes, shapes, opset 17,
+    dynamic batch, runs at batch 1, 7 and 1000) and say whether libvmaf's loader would accept it.
+
+    Exit status: 0 contract met and libvmaf-loadable; 1 contract met but not libvmaf-loadable;
+    2 contract not met (or the file cannot be read).
+    """
+    from frgb.check import check_model
+
+    try:
+        report = check_model(model, allowlist)
+    except FrgbError as e:
+        fail(str(e))
+    if as_json:
+        _print_json({"path": report.path, "meets_contract": report.meets_contract,
+                     "contract_problems": report.contract_problems, "libvmaf_loadable": report.libvmaf_loadable,
+                     "offending_ops": report.offending_ops, "exit_code": report.exit_code})
+    else:
+        typer.echo(f"{report.path}")
+        typer.echo("contract      " + ("ok" if report.meets_contract else "FAILED"))
+        for problem in report.contract_problems:
+            typer.echo(f"  - {problem}")
+        typer.echo("libvmaf       " + ("loadable" if report.libvmaf_loadable else "NOT loadable"))
+        for op, n in report.offending_ops.items():
+            typer.echo(f"  - {op} x{n} is not on the allowlist")
+    raise typer.Exit(code=report.exit_code)
+
+
 def main() -> None:
-    app()
+    """Console entry point: unexpected failures are one line too (FRGB_DEBUG=1 shows the traceback)."""
+    if os.environ.get("FRGB_DEBUG"):
+        return app()
+    try:
+        app()
+    except Exception as e:  # a bug, not a user error: still no traceback on the user's screen
+        typer.echo(f"frgb: internal error: {type(e).__name__}: {e} (rerun with FRGB_DEBUG=1 for details)", err=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -93,11 +93,11 @@ class ContractError(FrgbError, ValueError):
     """A value that the contract cannot encode (the message says which and why)."""
 
 
-def canonical_encoder(name: str) -> str:
-    """Map an encoder name or alias to its vocabulary entry; anything else is `unknown`."""
+def canonical_encoder(name: str, vocab: tuple[str, ...] = ENCODER_VOCAB) -> str:
+    """Map an encoder name or alias to its `vocab` entry; anything else is `unknown`."""
     key = name.strip().lower()
     key = ENCODER_ALIASES.get(key, key)
-    return key if key in ENCODER_VOCAB else "unknown"
+    return key if key in vocab else "unknown"
 
 
 def preset_ordinal(encoder: str, preset: str | int | None) -> int:
@@ -107,27 +107,37 @@ def preset_ordinal(encoder: str, preset: str | int | None) -> int:
     return table.get(key, DEFAULT_PRESET_ORDINAL)
 
 
-def codec_blocks(encoders, presets, crfs) -> tuple[np.ndarray, np.ndarray]:
-    """Codec blocks (N, 8) of N rows, and for each row "" or why it cannot be encoded.
+def codec_blocks(encoders, presets, crfs, vocab: tuple[str, ...] = ENCODER_VOCAB) -> tuple[np.ndarray, np.ndarray]:
+    """Codec blocks (N, len(vocab) + 2) of N rows, and for each row "" or why it cannot be
+    encoded (such a row gets the codec-blind block).
 
     `encoders` and `presets` are sequences of names (None allowed); `crfs` is float with NaN
-    for a missing or non-numeric value. A row with a problem gets the codec-blind block.
+    for a missing or non-numeric value. `vocab` is the contract's unless a caller's sidecar
+    names another one-hot vocabulary (it must end in `unknown`).
     """
-    crf = np.asarray(crfs, dtype=np.float64)
+    crf = np.asarray(crfs, dtype=np.float64).reshape(-1)
     n = len(crf)
-    canon = [canonical_encoder(e or "") for e in encoders]
-    slot = np.array([ENCODER_VOCAB.index(c) for c in canon], dtype=np.int64).reshape(n)
+    names = [e or "" for e in encoders]
+    canon = [canonical_encoder(e) for e in names]
+    slot = np.array([vocab.index(canonical_encoder(e, vocab)) for e in names], dtype=np.int64).reshape(n)
     limit = np.array([CRF_MAX.get(c, np.inf) for c in canon], dtype=np.float64).reshape(n)
     problem = np.full(n, "", dtype=object)
     problem[crf > np.where(np.isinf(limit), CRF_SCALE, np.inf)] = f"crf above {CRF_SCALE:g}"
     problem[crf < 0] = "crf negative"
     problem[~np.isfinite(crf)] = "crf missing or not a number"
-    block = np.zeros((n, len(CODEC_BLOCK_LAYOUT)), dtype=np.float64)
+    block = np.zeros((n, len(vocab) + 2), dtype=np.float64)
     block[np.arange(n), slot] = 1.0
     block[:, -2] = [preset_ordinal(c, p) / PRESET_SCALE for c, p in zip(canon, presets)]
     block[:, -1] = np.minimum(crf, limit) / CRF_SCALE
-    block[problem != ""] = CODEC_BLIND
+    block[problem != ""] = codec_blind_block(vocab)
     return block, problem
+
+
+def codec_blind_block(vocab: tuple[str, ...] = ENCODER_VOCAB) -> np.ndarray:
+    """The codec-blind vector for a one-hot `vocab` (the contract's CODEC_BLIND by default)."""
+    blind = np.zeros(len(vocab) + 2)
+    blind[vocab.index("unknown")], blind[-2], blind[-1] = 1.0, CODEC_BLIND[-2], CODEC_BLIND[-1]
+    return blind
 
 
 def codec_block(encoder: str, preset: str | int | None, crf: float) -> list[float]:

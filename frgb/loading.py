@@ -25,6 +25,8 @@ from frgb.contract import FEATURES, canonical_encoder, codec_blocks
 from frgb.errors import FrgbError
 
 BLOCK_BYTES = 16 << 20
+#: The corpus shipped in the repository (see reports/corpus.md), used when no --corpus is given.
+SHIPPED_CORPUS = Path(__file__).resolve().parent.parent / "data" / "corpus.jsonl"
 
 _FEATURE_KEYS = {f: (f"{f}_mean", f"integer_{f}_mean") for f in FEATURES}
 SCHEMA = pl.Schema(
@@ -67,6 +69,8 @@ class Corpus:
     group: np.ndarray  # (N,) fold key: src_sha256, else src
     source: np.ndarray  # (N,) readable source name
     encoder: np.ndarray  # (N,) encoder name as written (trimmed, lower case)
+    preset: np.ndarray  # (N,) preset as written (None when missing)
+    crf: np.ndarray  # (N,) crf as written (float)
     vmaf_model: np.ndarray  # (N,) model that scored the row ("" when not recorded)
     line: np.ndarray  # (N,) line number in the file
     dropped: dict[str, int] = field(default_factory=dict)
@@ -85,7 +89,7 @@ class Corpus:
         return ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items(), key=lambda kv: -kv[1]))
 
 
-_ARRAYS = ("features", "codec", "target", "group", "source", "encoder", "vmaf_model", "line")
+_ARRAYS = ("features", "codec", "target", "group", "source", "encoder", "preset", "crf", "vmaf_model", "line")
 
 
 def _blocks(path: Path) -> Iterator[tuple[bytes, int, bool]]:
@@ -202,8 +206,10 @@ def _feature(name: str) -> pl.Expr:
     ).alias(name)
 
 
-def load_corpus(path: str | Path) -> Corpus:
-    """Load, validate and encode a corpus; rows that cannot train are dropped and counted."""
+def load_corpus(path: str | Path, require_target: bool = True) -> Corpus:
+    """Load, validate and encode a corpus; rows that cannot train are dropped and counted.
+
+    With `require_target=False` (prediction) rows without a usable vmaf_score are kept."""
     path = Path(path)
     rows, total, dropped, sha = read_rows(path)
     feats = [_feature(f) for f in FEATURES]
@@ -218,8 +224,8 @@ def load_corpus(path: str | Path) -> Corpus:
         )
         .with_columns(
             pl.when(pl.col("exit_status").fill_null(0) != 0).then(pl.lit(FAILED))
-            .when(~pl.col("vmaf_score").is_finite().fill_null(False)).then(pl.lit(NO_TARGET))
-            .when(~pl.col("vmaf_score").is_between(0, 100)).then(pl.lit(BAD_TARGET))
+            .when(pl.lit(require_target) & ~pl.col("vmaf_score").is_finite().fill_null(False)).then(pl.lit(NO_TARGET))
+            .when(pl.lit(require_target) & ~pl.col("vmaf_score").is_between(0, 100)).then(pl.lit(BAD_TARGET))
             .when(~pl.all_horizontal(pl.col(f).is_finite().fill_null(False) for f in FEATURES)).then(pl.lit(NO_FEATURE))
             .when(pl.any_horizontal(pl.col(f) < 0 for f in FEATURES)).then(pl.lit(NEG_FEATURE))
             .otherwise(pl.lit("")).alias("problem")
@@ -239,10 +245,12 @@ def load_corpus(path: str | Path) -> Corpus:
         sha256=sha,
         features=frame.select(FEATURES).to_numpy().astype(np.float64)[keep],
         codec=codec[keep],
-        target=frame["vmaf_score"].to_numpy()[keep],
+        target=frame["vmaf_score"].fill_null(np.nan).to_numpy().astype(np.float64)[keep],
         group=frame["group"].to_numpy()[keep].astype(str),
         source=frame["source"].to_numpy()[keep].astype(str),
         encoder=frame["encoder"].to_numpy()[keep].astype(str),
+        preset=frame["preset"].to_numpy()[keep].astype(object),
+        crf=frame["crf"].to_numpy()[keep].astype(np.float64),
         vmaf_model=frame["vmaf_model"].to_numpy()[keep].astype(str),
         line=frame["line"].to_numpy()[keep],
         dropped=dict(dropped),

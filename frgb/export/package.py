@@ -1,0 +1,127 @@
+"""From a fitted model to files on disk: convert, prove parity in onnxruntime, then write.
+
+Nothing is written unless the graph agrees with the Python model within `PARITY_TOLERANCE` on
+every training row and on rows placed on, just below and just above every split threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from frgb import __version__
+from frgb.artifacts import write_model
+from frgb.contract import (
+    CODEC_BLOCK_LAYOUT, ENCODER_VOCAB, FEATURES, INPUT_CODEC, INPUT_FEATURES, OPSET, OUTPUT_SCORE,
+)
+from frgb.errors import FrgbError
+from frgb.export.graph import Graph, to_onnx
+from frgb.export.thresholds import threshold_rows
+from frgb.loading import Corpus
+from frgb.model import N_FEATURES, FrgbRegressor
+
+PARITY_TOLERANCE = 1e-4
+#: Suffix of each target's files: `<id>.onnx` for onnxml, `<id>_libvmaf.onnx` for libvmaf.
+FILE_SUFFIX = {"onnxml": "", "libvmaf": "_libvmaf"}
+USE = {
+    "onnxml": "Python and onnxruntime consumers (e.g. an encoding tuner); uses ai.onnx.ml TreeEnsembleRegressor.",
+    "libvmaf": "libvmaf's DNN loader and any strict consumer: only allowlisted default-domain ops.",
+}
+
+
+@dataclass
+class Exported:
+    target: str
+    onnx_path: Path
+    sidecar_path: Path
+    parity: float
+    rows_checked: int
+    threshold_rows: int
+
+
+def read_input_scaler(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """feature_mean / feature_std of an existing sidecar (for --input-scaler)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        mean = np.asarray(data["feature_mean"], dtype=np.float64)
+        std = np.asarray(data["feature_std"], dtype=np.float64)
+    except OSError as e:
+        raise FrgbError(f"{path}: cannot read ({e.strerror})") from None
+    except (ValueError, KeyError, TypeError):
+        raise FrgbError(f"{path}: not a sidecar with feature_mean and feature_std") from None
+    if mean.shape != (N_FEATURES,) or std.shape != (N_FEATURES,) or not np.all(std > 0):
+        raise FrgbError(f"{path}: feature_mean/feature_std must be {N_FEATURES} numbers each, std > 0")
+    return mean, std
+
+
+def parity(graph: Graph, proto_bytes: bytes, corpus: Corpus) -> tuple[float, int, int]:
+    """Largest |onnxruntime - Python| over the training rows and the threshold rows."""
+    features = ((corpus.features - graph.input_mean) / graph.input_std).astype(np.float32)
+    rows = np.hstack([features, corpus.codec.astype(np.float32)]).astype(np.float64)
+    probe = threshold_rows(graph.raw_trees().booster_, rows)
+    every = np.vstack([rows, probe]).astype(np.float32)
+    session = ort.InferenceSession(proto_bytes, providers=["CPUExecutionProvider"])
+    got = session.run(None, {INPUT_FEATURES: every[:, :N_FEATURES], INPUT_CODEC: every[:, N_FEATURES:]})[0]
+    want = graph.predict(every[:, :N_FEATURES], every[:, N_FEATURES:])
+    return float(np.max(np.abs(got.astype(np.float64) - want))), len(rows), len(probe)
+
+
+def sidecar(model: FrgbRegressor, graph: Graph, name: str, target: str, training: dict, provenance: dict,
+            check: tuple[float, int, int]) -> dict:
+    booster = model.booster_
+    return {
+        "id": name,
+        "kind": "fr",
+        "opset": OPSET,
+        "notes": (
+            f"frgb {__version__} gradient-boosted fr_regressor_v2 replacement ({target} target): "
+            f"{'VMAF teacher prior ' + str(model.prior) + ' + ' if model.prior else ''}"
+            f"LightGBM on the residual, {booster.num_trees()} trees. Feature thresholds are folded into the "
+            "graph: feature_mean/feature_std below are what callers apply (identity unless --input-scaler)."
+        ),
+        "input_names": [INPUT_FEATURES, INPUT_CODEC],
+        "output_names": [OUTPUT_SCORE],
+        "feature_order": list(FEATURES),
+        "feature_mean": graph.input_mean.tolist(),
+        "feature_std": graph.input_std.tolist(),
+        "codec_aware": True,
+        "encoder_vocab": list(ENCODER_VOCAB),
+        "codec_block_layout": list(CODEC_BLOCK_LAYOUT),
+        "training": training,
+        "run_provenance": provenance,
+        "frgb": {
+            "version": __version__,
+            "target": target,
+            "use_for": USE[target],
+            "prior": model.prior,
+            "fitted_scaler": {"mean": model.scaler_.mean_.tolist(), "scale": model.scaler_.scale_.tolist()},
+            "trees": {"n_trees": booster.num_trees(), "params": model.pipeline_.named_steps["trees"].get_params()},
+            "codec_blind_training": model.codec_blind,
+            "monotone": model.monotone,
+            "seed": model.seed,
+            "parity": {"max_abs_diff": check[0], "training_rows": check[1], "threshold_rows": check[2],
+                       "tolerance": PARITY_TOLERANCE},
+            "nan_input": "NaN in features gives NaN score (the prior propagates it); do not pass NaN.",
+        },
+    }
+
+
+def export(model: FrgbRegressor, corpus: Corpus, out: Path, name: str, target: str, training: dict,
+           provenance: dict, input_scaler: Path | None = None, strategy: str = "auto") -> Exported:
+    """Convert, check parity, and only then write `<name><suffix>.onnx`, its sidecar and registry row."""
+    graph = Graph(model, *read_input_scaler(input_scaler)) if input_scaler else Graph(model)
+    proto_bytes = to_onnx(graph, target, strategy).SerializeToString()
+    check = parity(graph, proto_bytes, corpus)
+    if not check[0] <= PARITY_TOLERANCE:
+        raise FrgbError(
+            f"{target} export failed the parity check: largest |onnx - python| = {check[0]:.3g} "
+            f"(tolerance {PARITY_TOLERANCE:g}) over {check[1]} rows and {check[2]} threshold rows; nothing written"
+        )
+    file_name = name + FILE_SUFFIX[target]
+    meta = sidecar(model, graph, file_name, target, training, provenance, check)
+    onnx_path, sidecar_path = write_model(out, file_name, proto_bytes, meta)
+    return Exported(target, onnx_path, sidecar_path, check[0], check[1], check[2])
