@@ -1,0 +1,92 @@
+"""The exported graphs keep the contract, agree with Python, and are reproducible."""
+
+import hashlib
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from frgb.check import check_model
+from frgb.export.graph import Graph, to_onnx
+from frgb.export.package import export, parity
+from frgb.export.thresholds import threshold_rows
+from frgb.training import FitOptions, fit_model
+
+TARGETS = ["onnxml", "libvmaf"]
+
+
+def run_graph(proto, features, codec):
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"features": features.astype(np.float32), "codec": codec.astype(np.float32)})[0]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_graph_agrees_with_python_on_rows_and_on_every_threshold(fitted, small_corpus, target):
+    graph = Graph(fitted)
+    worst, n_rows, n_probe = parity(graph, to_onnx(graph, target).SerializeToString(), small_corpus)
+    assert n_probe >= 3 * fitted.booster_.num_trees()
+    assert worst <= 1e-4, f"{target}: largest |onnx - python| = {worst}"
+
+
+@pytest.mark.parametrize("strategy", ["gemm", "traversal"])
+def test_both_libvmaf_strategies_agree_with_the_onnxml_graph(fitted, small_corpus, strategy):
+    graph = Graph(fitted)
+    rows = np.hstack([small_corpus.features, small_corpus.codec])
+    probe = np.vstack([rows, threshold_rows(graph.raw_trees().booster_, rows)])
+    a = run_graph(to_onnx(graph, "onnxml"), probe[:, :6], probe[:, 6:])
+    b = run_graph(to_onnx(graph, "libvmaf", strategy), probe[:, :6], probe[:, 6:])
+    assert np.max(np.abs(a - b)) <= 1e-4
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_graph_meets_the_contract(fitted, tmp_path, target):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(to_onnx(Graph(fitted), target).SerializeToString())
+    report = check_model(path)
+    assert report.meets_contract, report.contract_problems
+    assert report.libvmaf_loadable == (target == "libvmaf"), report.offending_ops
+    model = onnx.load(path)
+    assert [o.version for o in model.opset_import if o.domain == ""] == [17]
+
+
+def test_callers_that_scale_and_callers_that_do_not_get_the_same_scores(fitted, small_corpus, tmp_path):
+    exported = export(fitted, small_corpus, tmp_path, "m", "onnxml", {"smoke": True}, {})
+    sidecar = json.loads(exported.sidecar_path.read_text())
+    mean, std = np.array(sidecar["feature_mean"]), np.array(sidecar["feature_std"])
+    proto = onnx.load(exported.onnx_path)
+    raw = run_graph(proto, small_corpus.features, small_corpus.codec)
+    scaled = run_graph(proto, (small_corpus.features - mean) / std, small_corpus.codec)
+    assert np.max(np.abs(raw - scaled)) <= 1e-4
+    assert sidecar["frgb"]["fitted_scaler"]["mean"] == pytest.approx(fitted.scaler_.mean_.tolist())
+
+
+def test_input_scaler_graph_takes_features_scaled_by_an_old_sidecar(fitted, small_corpus, tmp_path):
+    old = {"feature_mean": [0.955, 0.518, 0.862, 0.916, 0.945, 8.95],
+           "feature_std": [0.034, 0.158, 0.119, 0.086, 0.063, 4.33]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    exported = export(fitted, small_corpus, tmp_path, "m", "libvmaf", {"smoke": True}, {}, tmp_path / "old.json")
+    sidecar = json.loads(exported.sidecar_path.read_text())
+    assert sidecar["feature_mean"] == old["feature_mean"] and sidecar["feature_std"] == old["feature_std"]
+    scaled = (small_corpus.features - np.array(old["feature_mean"])) / np.array(old["feature_std"])
+    got = run_graph(onnx.load(exported.onnx_path), scaled, small_corpus.codec)
+    want = fitted.predict(np.hstack([small_corpus.features, small_corpus.codec]))
+    assert np.max(np.abs(got - want)) <= 1e-3  # old-scaled float32 inputs round the raw values slightly
+
+
+def test_two_fits_with_the_same_seed_give_byte_identical_files(small_corpus, tmp_path):
+    digests = []
+    for run in ("a", "b"):
+        model = fit_model(small_corpus, FitOptions(seed=7), "vmaf_v0.6.1")
+        for target in TARGETS:
+            e = export(model, small_corpus, tmp_path / run, "m", target, {"smoke": True}, {"argv": ["fit"]})
+            digests.append((target, hashlib.sha256(e.onnx_path.read_bytes() + e.sidecar_path.read_bytes()).hexdigest()))
+    assert digests[:2] == digests[2:]
+
+
+def test_nan_features_give_nan_scores_in_both_graphs(fitted):
+    features = np.array([[np.nan, 0.5, 0.8, 0.9, 0.95, 3.0]])
+    codec = np.array([[1, 0, 0, 0, 0, 0, 5 / 9, 23 / 63]])
+    for target in TARGETS:
+        assert np.isnan(run_graph(to_onnx(Graph(fitted), target), features, codec)).all()
