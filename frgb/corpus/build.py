@@ -221,8 +221,9 @@ def _encoder_version(ffmpeg: str, encoder: str, preset: str, work: Path) -> str 
     probe = work / f"probe-{encoder}.mp4"
     done = run(ffmpeg, ["-loglevel", "verbose", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=25",
                         "-frames:v", "2", *recipe.args(preset, 40), str(probe)])
+    stream = probe.read_bytes().decode("latin-1") if probe.exists() else ""
     probe.unlink(missing_ok=True)
-    return recipe.version(done.stderr.decode(errors="replace"))
+    return recipe.version(done.stderr.decode(errors="replace") + stream)
 
 
 def _append(out: Path, row: dict) -> None:

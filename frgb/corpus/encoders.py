@@ -19,14 +19,15 @@ class Recipe:
     quality_options: tuple[str, ...]  # format with {crf}
     pix_fmt: str = "yuv420p"
     extra: tuple[str, ...] = ()
-    version_pattern: str = ""  # regex over verbose stderr; group 1 is the version
+    version_pattern: str = ""  # regex over verbose stderr + the bitstream; group 1 is the version
 
     def args(self, preset: str, crf: int | float) -> list[str]:
         quality = [part.format(crf=_number(crf)) for part in self.quality_options]
         return ["-pix_fmt", self.pix_fmt, "-c:v", self.codec, self.preset_option, str(preset), *quality, *self.extra]
 
-    def version(self, stderr: str) -> str | None:
-        found = re.search(self.version_pattern, stderr) if self.version_pattern else None
+    def version(self, log: str) -> str | None:
+        """The library version in a probe encode's verbose log or bitstream (x264/x265 SEI)."""
+        found = re.search(self.version_pattern, log) if self.version_pattern else None
         return found.group(1) if found else None
 
 
@@ -38,7 +39,7 @@ RECIPES: dict[str, Recipe] = {
     "libx264": Recipe("libx264", "-preset", ("-crf", "{crf}"), version_pattern=r"264 - (core \d+)"),
     "libx265": Recipe(
         "libx265", "-preset", ("-crf", "{crf}"), extra=("-x265-params", "log-level=error"),
-        version_pattern=r"HEVC encoder version (\S+)",
+        version_pattern=r"x265 \(build \d+\) - ([^:\s]+)",
     ),
     "libsvtav1": Recipe(
         "libsvtav1", "-preset", ("-crf", "{crf}"), extra=("-svtav1-params", "lp=1"),
