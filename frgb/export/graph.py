@@ -11,6 +11,7 @@ prior runs in float64, and their sum is clipped to [0, 100].
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import onnx
@@ -37,6 +38,7 @@ class Graph:
     model: FrgbRegressor
     input_mean: np.ndarray = field(default_factory=lambda: np.zeros(N_FEATURES))
     input_std: np.ndarray = field(default_factory=lambda: np.ones(N_FEATURES))
+    OUTPUTS: ClassVar[tuple[str, ...]] = (OUTPUT_SCORE,)
 
     def fit(self, *args):
         """Nothing to learn (skl2onnx recognises models by their `fit`)."""
@@ -51,64 +53,112 @@ class Graph:
         codec = np.asarray(codec, dtype=np.float32).astype(np.float64)
         return self.model.predict(np.hstack([self.raw_features(features), codec]))
 
+    def outputs(self, features, codec) -> list[np.ndarray]:
+        """The Python reference for each graph output, in order."""
+        return [self.predict(features, codec)]
+
     def raw_trees(self) -> RawTrees:
         """The model's trees with thresholds on the graph's own float32 inputs."""
-        scaler = self.model.scaler_
-        maps = [
-            (lambda s, a=a, b=b, m=m, d=d: ((s * a + b) - m) / d)
-            for a, b, m, d in zip(self.input_std, self.input_mean, scaler.mean_, scaler.scale_)
-        ]
-        maps += [lambda s: s] * (self.model.n_features_in_ - N_FEATURES)
-        return RawTrees(raw_domain_booster(self.model.booster_, maps))
+        return raw_trees(self.model, self.input_mean, self.input_std)
+
+    def all_raw_trees(self) -> list[RawTrees]:
+        """Every tree ensemble in the graph (the parity check probes the thresholds of each)."""
+        return [self.raw_trees()]
+
+
+def raw_trees(model: FrgbRegressor, input_mean: np.ndarray, input_std: np.ndarray) -> RawTrees:
+    """`model`'s trees with thresholds on float32 features that callers scale with input_mean/std."""
+    scaler = model.scaler_
+    maps = [
+        (lambda s, a=a, b=b, m=m, d=d: ((s * a + b) - m) / d)
+        for a, b, m, d in zip(input_std, input_mean, scaler.mean_, scaler.scale_)
+    ]
+    maps += [lambda s: s] * (model.n_features_in_ - N_FEATURES)
+    return RawTrees(raw_domain_booster(model.booster_, maps))
+
+
+# The parts of the graph, shared with the interval graph (frgb/export/interval_graph.py).
+
+def concat_inputs(scope, operator, container):
+    """The trees' input [features | codec] (N, 14) float32."""
+    features, codec = operator.inputs
+    x = scope.declare_local_variable("x", FloatTensorType([None, N_FEATURES + codec.type.shape[1]]))
+    container.add_node("Concat", [features.full_name, codec.full_name], x.full_name, axis=1,
+                       name=scope.get_unique_operator_name("Concat"))
+    return x
+
+
+def tree_sum(trees: RawTrees, x, options: dict, opv: int):
+    """Algebra node: the sum of the trees (N, 1), cast to float64."""
+    node = OnnxSubEstimator(trees, x, op_version=opv,
+                            options={"target": options["target"], "strategy": options["strategy"]})
+    return OnnxCast(node, to=TensorProto.DOUBLE, op_version=opv)
+
+
+def prior_score(scope, operator, container, graph, output_names=None):
+    """Algebra node: the teacher's score (N, 1) float64 of the caller's features; None without a prior."""
+    if graph.model.prior_ is None:
+        return None
+    opv = container.target_opset
+    raw = operator.inputs[0]
+    if not (np.all(graph.input_std == 1) and np.all(graph.input_mean == 0)):
+        raw = scope.declare_local_variable("raw_features", DoubleTensorType([None, N_FEATURES]))
+        scaled = OnnxCast(operator.inputs[0], to=TensorProto.DOUBLE, op_version=opv)
+        OnnxAdd(OnnxMul(scaled, graph.input_std[None, :].astype(np.float64), op_version=opv),
+                graph.input_mean[None, :].astype(np.float64), op_version=opv,
+                output_names=[raw]).add_to(scope, container)
+    return OnnxSubEstimator(graph.model.prior_, raw, op_version=opv, output_names=output_names)
+
+
+def clip_score(total, opv: int, output_names=None):
+    """Algebra node: `total` clipped to the score range, in float64."""
+    low, high = (np.array(v, dtype=np.float64) for v in SCORE_RANGE)
+    return OnnxClip(total, low, high, op_version=opv, output_names=output_names)
+
+
+def add_output(scope, container, node, output) -> None:
+    """Write a float64 (N, 1) algebra node to the graph output `output` as float32 (N,)."""
+    opv = container.target_opset
+    score = OnnxCast(node, to=TensorProto.FLOAT, op_version=opv)
+    OnnxReshape(score, np.array([-1], dtype=np.int64), op_version=opv, output_names=[output]).add_to(scope, container)
 
 
 def _shape(operator) -> None:
-    operator.outputs[0].type = FloatTensorType([operator.inputs[0].get_first_dimension()])
+    for output in operator.outputs:
+        output.type = FloatTensorType([operator.inputs[0].get_first_dimension()])
+
+
+def converter_options(container, graph) -> dict:
+    return container.get_options(graph, dict(target="onnxml", strategy="auto"))
 
 
 def _convert(scope, operator, container) -> None:
     graph: Graph = operator.raw_operator
     opv = container.target_opset
-    options = container.get_options(graph, dict(target="onnxml", strategy="auto"))
-    features, codec = operator.inputs
-    n_codec = codec.type.shape[1]
-    x = scope.declare_local_variable("x", FloatTensorType([None, N_FEATURES + n_codec]))
-    container.add_node("Concat", [features.full_name, codec.full_name], x.full_name, axis=1,
-                       name=scope.get_unique_operator_name("Concat"))
-    trees = OnnxSubEstimator(graph.raw_trees(), x, op_version=opv,
-                             options={"target": options["target"], "strategy": options["strategy"]})
-    total = OnnxCast(trees, to=TensorProto.DOUBLE, op_version=opv)
-    if graph.model.prior_ is not None:
-        raw = features
-        if not (np.all(graph.input_std == 1) and np.all(graph.input_mean == 0)):
-            raw = scope.declare_local_variable("raw_features", DoubleTensorType([None, N_FEATURES]))
-            scaled = OnnxCast(features, to=TensorProto.DOUBLE, op_version=opv)
-            OnnxAdd(OnnxMul(scaled, graph.input_std[None, :].astype(np.float64), op_version=opv),
-                    graph.input_mean[None, :].astype(np.float64), op_version=opv,
-                    output_names=[raw]).add_to(scope, container)
-        prior = OnnxSubEstimator(graph.model.prior_, raw, op_version=opv)
+    x = concat_inputs(scope, operator, container)
+    total = tree_sum(graph.raw_trees(), x, converter_options(container, graph), opv)
+    prior = prior_score(scope, operator, container, graph)
+    if prior is not None:
         total = OnnxAdd(total, prior, op_version=opv)
-    low, high = (np.array(v, dtype=np.float64) for v in SCORE_RANGE)
-    score = OnnxCast(OnnxClip(total, low, high, op_version=opv), to=TensorProto.FLOAT, op_version=opv)
-    out = OnnxReshape(score, np.array([-1], dtype=np.int64), op_version=opv, output_names=[operator.outputs[0]])
-    out.add_to(scope, container)
+    add_output(scope, container, clip_score(total, opv), operator.outputs[0])
 
 
-update_registered_converter(
-    Graph, "FrgbGraph", _shape, _convert,
-    options={"target": list(TARGETS), "strategy": ["auto", "gemm", "traversal"]},
-)
+#: Options of the graph converters: the trees' target and the libvmaf tree strategy.
+CONVERTER_OPTIONS = {"target": list(TARGETS), "strategy": ["auto", "gemm", "traversal"]}
+
+update_registered_converter(Graph, "FrgbGraph", _shape, _convert, options=CONVERTER_OPTIONS)
 
 
-def to_onnx(graph: Graph, target: str = "onnxml", strategy: str = "auto") -> onnx.ModelProto:
-    """Convert with skl2onnx; the result has a fixed graph name so its bytes are reproducible."""
+def to_onnx(graph, target: str = "onnxml", strategy: str = "auto") -> onnx.ModelProto:
+    """Convert a `Graph` (or an `IntervalGraph`) with skl2onnx; the result has a fixed graph name
+    so its bytes are reproducible."""
     if target not in TARGETS:
         raise FrgbError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     proto = convert_sklearn(
         graph,
         initial_types=[(INPUT_FEATURES, FloatTensorType([None, N_FEATURES])),
                        (INPUT_CODEC, FloatTensorType([None, 8]))],
-        final_types=[(OUTPUT_SCORE, FloatTensorType([None]))],
+        final_types=[(name, FloatTensorType([None])) for name in graph.OUTPUTS],
         target_opset={"": OPSET, "ai.onnx.ml": 3},
         options={id(graph): {"target": target, "strategy": strategy}},
         naming=lambda name, existing: _unique(name, existing),
