@@ -9,6 +9,7 @@ number, which Polars' parallel parser cannot. Lines that Polars refuses but JSON
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -94,6 +95,13 @@ _ARRAYS = ("features", "codec", "target", "group", "source", "encoder", "preset"
 
 def _blocks(path: Path) -> Iterator[tuple[bytes, int, bool]]:
     """(block of whole lines, number of its first line, whether it ends the file)."""
+    try:
+        yield from _read_blocks(path)
+    except OSError as e:
+        raise FrgbError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _read_blocks(path: Path) -> Iterator[tuple[bytes, int, bool]]:
     with path.open("rb") as f:
         carry, first = b"", 1
         while True:
@@ -117,9 +125,15 @@ def _where(path: Path, line: int) -> str:
 
 
 def _finite_or_none(value):
-    """JSON value with non-finite floats (NaN, Infinity, 1e400) replaced by null."""
+    """JSON value with what Polars cannot read made readable: non-finite floats (NaN, Infinity,
+    1e400) become null, integers beyond 64 bits the nearest float (null beyond float range)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     if isinstance(value, dict):
         return {k: _finite_or_none(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -133,13 +147,16 @@ def _parse_block(path: Path, lines: list[bytes], numbers: list[int]) -> pl.DataF
         frame = pl.read_ndjson(io.BytesIO(body), schema=SCHEMA, ignore_errors=True)
     except pl.exceptions.PolarsError:
         # Re-read line by line: Python's json takes NaN/Infinity and names the broken line.
+        # Only the schema's keys are kept, so a key frgb does not read cannot stop the row.
         clean = []
         for text, n in zip(lines, numbers):
             try:
                 row = json.loads(text)
             except ValueError as e:
                 raise FrgbError(f"{_where(path, n)}: malformed JSON ({e.msg} at column {e.colno})") from None
-            clean.append(json.dumps(_finite_or_none(row)).encode())
+            except RecursionError:
+                raise FrgbError(f"{_where(path, n)}: JSON nested too deeply to read") from None
+            clean.append(json.dumps(_finite_or_none({k: v for k, v in row.items() if k in SCHEMA})).encode())
         frame = pl.read_ndjson(io.BytesIO(b"\n".join(clean)), schema=SCHEMA, ignore_errors=True)
     if frame.height != len(lines):
         raise FrgbError(f"{path}: parsed {frame.height} rows from {len(lines)} lines near line {numbers[0]}")
@@ -158,11 +175,16 @@ def read_rows(path: Path) -> tuple[pl.DataFrame, int, Counter, str]:
     frames, total = [], 0
     for block, first, last in _blocks(path):
         digest.update(block)
+        if first == 1 and block.startswith(codecs.BOM_UTF8):  # some editors start UTF-8 files with one
+            block = block[len(codecs.BOM_UTF8):]
         try:
             block.decode("utf-8")
         except UnicodeDecodeError as e:
+            # A write cut short can split a character: that is the truncated final line below.
+            torn_tail = last and not block.endswith(b"\n") and e.start >= block.rfind(b"\n") + 1
             line = first + block.count(b"\n", 0, e.start)
-            raise FrgbError(f"{_where(path, line)}: not UTF-8 text (byte {block[e.start]:#04x})") from None
+            if not torn_tail:
+                raise FrgbError(f"{_where(path, line)}: not UTF-8 text (byte {block[e.start]:#04x})") from None
         raw = block.split(b"\n")
         if raw and raw[-1] == b"" and block.endswith(b"\n"):
             raw.pop()
@@ -192,7 +214,7 @@ def read_rows(path: Path) -> tuple[pl.DataFrame, int, Counter, str]:
 def _is_json(text: bytes) -> bool:
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True
 
