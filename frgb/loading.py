@@ -255,47 +255,52 @@ def load_corpus(path: str | Path, require_target: bool = True) -> Corpus:
         .select("line", "group", "source", "encoder", "preset", "crf", "vmaf_model", "vmaf_score", *FEATURES, "problem")
         .collect()
     )
+    del rows  # every schema column of every line: not needed once projected
     codec, codec_problem = codec_blocks(
         frame["encoder"].to_list(), frame["preset"].to_list(), frame["crf"].fill_null(np.nan).to_numpy()
     )
     problem = frame["problem"].to_numpy().astype(object)
     problem = np.where(problem == "", codec_problem, problem)
     dropped.update(Counter(problem[problem != ""].tolist()))
-    keep = problem == ""
+    keep = np.flatnonzero(problem == "")
+    features = frame.select(FEATURES).to_numpy().astype(np.float64)
+    target = frame["vmaf_score"].fill_null(np.nan).to_numpy().astype(np.float64)
+    text = [frame[c].rank("dense").to_numpy() for c in ("group", "source", "encoder")]
+    take, duplicates = _canonical(keep, [*text, *features.T, *codec.T, target])
+    if duplicates:
+        dropped[DUPLICATE] += duplicates
+    frame = frame[take]
     corpus = Corpus(
         path=str(path),
         sha256=sha,
-        features=frame.select(FEATURES).to_numpy().astype(np.float64)[keep],
-        codec=codec[keep],
-        target=frame["vmaf_score"].fill_null(np.nan).to_numpy().astype(np.float64)[keep],
-        group=frame["group"].to_numpy()[keep].astype(str),
-        source=frame["source"].to_numpy()[keep].astype(str),
-        encoder=frame["encoder"].to_numpy()[keep].astype(str),
-        preset=frame["preset"].to_numpy()[keep].astype(object),
-        crf=frame["crf"].to_numpy()[keep].astype(np.float64),
-        vmaf_model=frame["vmaf_model"].to_numpy()[keep].astype(str),
-        line=frame["line"].to_numpy()[keep],
+        features=features[take],
+        codec=codec[take],
+        target=target[take],
+        group=frame["group"].to_numpy().astype(str),
+        source=frame["source"].to_numpy().astype(str),
+        encoder=frame["encoder"].to_numpy().astype(str),
+        preset=frame["preset"].to_numpy().astype(object),
+        crf=frame["crf"].to_numpy().astype(np.float64),
+        vmaf_model=frame["vmaf_model"].to_numpy().astype(str),
+        line=frame["line"].to_numpy(),
         dropped=dict(dropped),
         lines=total,
     )
-    corpus = _canonical(corpus)
     if len(corpus) == 0:
         raise FrgbError(f"{path}: no usable rows ({corpus.drop_summary()})")
     return corpus
 
 
-def _canonical(corpus: Corpus) -> Corpus:
-    """Rows in a canonical order, exact duplicates dropped: the model never depends on the
-    order of lines in the file."""
-    keys = (
-        corpus.target, *corpus.codec.T[::-1], *corpus.features.T[::-1], corpus.encoder, corpus.source, corpus.group,
-    )
-    order = np.lexsort(keys)
-    sorted_corpus = corpus.subset(order)
+def _canonical(rows: np.ndarray, keys: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    """The row indices `rows` in a canonical order with exact duplicates (rows equal in every
+    key) left out, and how many were left out: the model never depends on the order of lines in
+    the file. `keys` are numeric arrays over all rows, most significant first (text columns as
+    codes in sort order); only indices are sorted, so the rows themselves are copied once."""
+    order = rows[np.lexsort([key[rows] for key in reversed(keys)])]
     same = np.zeros(len(order), dtype=bool)
     if len(order) > 1:
-        stacked = [np.asarray(k)[order] for k in keys]
-        same[1:] = np.logical_and.reduce([k[1:] == k[:-1] for k in stacked])
-    if same.any():
-        sorted_corpus.dropped[DUPLICATE] = sorted_corpus.dropped.get(DUPLICATE, 0) + int(same.sum())
-    return sorted_corpus.subset(~same)
+        same[1:] = True
+        for key in keys:
+            value = key[order]
+            same[1:] &= value[1:] == value[:-1]
+    return order[~same], int(same.sum())
