@@ -15,7 +15,13 @@ class Bar:
         self._task = None
 
     def start(self, total: int, note: str = "") -> None:
+        if self._task is None:  # shown from the first start: a command that fails before prints only its error
+            self._progress.start()
         self._task = self._progress.add_task(self._label, total=total, note=note)
+
+    def stop(self) -> None:
+        if self._task is not None:  # rich prints an empty line when stopping a bar never shown
+            self._progress.stop()
 
     def advance(self, note: str = "") -> None:
         self._progress.update(self._task, advance=1, note=note)
@@ -29,5 +35,8 @@ def progress_bar(label: str):
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
         console=Console(stderr=True), transient=False,
     )
-    with progress:
-        yield Bar(progress, label)
+    bar = Bar(progress, label)
+    try:
+        yield bar
+    finally:
+        bar.stop()
