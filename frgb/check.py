@@ -1,4 +1,8 @@
-"""Validating any ONNX file against the fr_regressor_v2 contract and libvmaf's op allowlist."""
+"""Validating any ONNX file against the fr_regressor_v2 contract and libvmaf's op allowlist.
+
+frgb's interval graphs keep the contract's inputs and add two outputs after `score`
+(`lower`, `upper`); they pass the check with that output list, each output held to the rules of
+`score` (float32, (N,))."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from frgb.contract import INPUT_CODEC, INPUT_FEATURES, OPSET, OUTPUT_SCORE
+from frgb.contract import INPUT_CODEC, INPUT_FEATURES, INTERVAL_OUTPUTS, OPSET, OUTPUT_SCORE
 from frgb.errors import FrgbError
 
 BATCHES = (1, 7, 1000)
@@ -80,9 +84,11 @@ def _check_io(model: onnx.ModelProto, problems: list[str]) -> None:
         elif isinstance(dims[0], int) and dims[0] > 0:
             problems.append(f"input {value.name} has a fixed batch of {dims[0]}; the batch must be dynamic")
     outputs = list(model.graph.output)
-    if [o.name for o in outputs] != [OUTPUT_SCORE]:
-        problems.append(f"outputs are {[o.name for o in outputs]}, the contract needs ['{OUTPUT_SCORE}']")
-    for value in outputs[:1]:
+    names = tuple(o.name for o in outputs)
+    if names not in ((OUTPUT_SCORE,), INTERVAL_OUTPUTS):
+        problems.append(f"outputs are {list(names)}, the contract needs ['{OUTPUT_SCORE}'] "
+                        f"(or {list(INTERVAL_OUTPUTS)} for an interval graph)")
+    for value in outputs[:len(INTERVAL_OUTPUTS)]:
         if value.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
             problems.append(f"output {value.name} is not float32")
         dims = _dims(value)
@@ -103,12 +109,13 @@ def _check_runs(data: bytes, problems: list[str]) -> None:
     for n in BATCHES:
         feeds = {name: rng.uniform(0.2, 1.0, (n, width)).astype(np.float32) for name, width in _INPUTS}
         try:
-            out = session.run(None, feeds)[0]
+            outs = session.run(None, feeds)
         except Exception as e:
             problems.append(f"batch {n} does not run: {str(e).splitlines()[0]}")
             continue
-        if out.shape != (n,):
-            problems.append(f"batch {n} gives output shape {out.shape}, not ({n},)")
+        for value, out in zip(session.get_outputs(), outs):
+            if out.shape != (n,):
+                problems.append(f"batch {n} gives {value.name} shape {out.shape}, not ({n},)")
 
 
 def check_model(path: str | Path, allowlist: Path | None = None) -> CheckReport:

@@ -85,6 +85,9 @@ CODEC_BLIND: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.5)
 INPUT_FEATURES = "features"
 INPUT_CODEC = "codec"
 OUTPUT_SCORE = "score"
+#: Outputs of frgb's interval graphs (`<id>_interval.onnx`), an extension beside the contract:
+#: the score, then the lower and upper bounds of the prediction interval, each float32 (N,).
+INTERVAL_OUTPUTS: tuple[str, ...] = (OUTPUT_SCORE, "lower", "upper")
 OPSET = 17
 SCORE_RANGE = (0.0, 100.0)
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import onnxruntime as ort
 
-from frgb.contract import CODEC_BLIND, ENCODER_VOCAB, INPUT_CODEC, INPUT_FEATURES, codec_blind_block, codec_blocks
+from frgb.contract import (
+    CODEC_BLIND, ENCODER_VOCAB, INPUT_CODEC, INPUT_FEATURES, INTERVAL_OUTPUTS, codec_blind_block, codec_blocks,
+)
 from frgb.errors import FrgbError
 from frgb.loading import Corpus
 from frgb.metrics import by_group, scores
@@ -32,17 +34,24 @@ def blind_matrix(X: np.ndarray) -> np.ndarray:
     return out
 
 
-def out_of_fold(corpus: Corpus, fit: Callable[[Corpus], object],
-                on_fold: Callable[[int, int, str], None] = lambda i, n, g: None) -> Predictions:
-    """Leave-one-source-out: for each source, fit on the others and predict it."""
-    X = design_matrix(corpus)
-    score, blind = np.empty(len(corpus)), np.empty(len(corpus))
+def source_folds(corpus: Corpus,
+                 on_fold: Callable[[int, int, str], None] = lambda i, n, g: None) -> Iterator[np.ndarray]:
+    """The held-out mask of each leave-one-source-out fold, in sorted order of `corpus.group`."""
     groups = sorted(set(corpus.group.tolist()))
     if len(groups) < 2:
         raise FrgbError("leave-one-source-out needs at least two sources in the corpus")
     for i, g in enumerate(groups):
         held = corpus.group == g
         on_fold(i, len(groups), corpus.source[held][0])
+        yield held
+
+
+def out_of_fold(corpus: Corpus, fit: Callable[[Corpus], object],
+                on_fold: Callable[[int, int, str], None] = lambda i, n, g: None) -> Predictions:
+    """Leave-one-source-out: for each source, fit on the others and predict it."""
+    X = design_matrix(corpus)
+    score, blind = np.empty(len(corpus)), np.empty(len(corpus))
+    for held in source_folds(corpus, on_fold):
         model = fit(corpus.subset(~held))
         score[held] = model.predict(X[held])
         blind[held] = model.predict(blind_matrix(X[held]))
@@ -92,28 +101,52 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise FrgbError(f"{self.path}: onnxruntime cannot load it: {str(e).splitlines()[0]}") from None
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+
+    @property
+    def has_intervals(self) -> bool:
+        """Whether this is an interval graph (outputs score, lower, upper)."""
+        return self.output_names == INTERVAL_OUTPUTS
+
+    def run_all(self, features: np.ndarray, codec: np.ndarray) -> list[np.ndarray]:
+        """Every output of the graph as float64 (N,)."""
+        scaled = ((features - self.mean) / self.std).astype(np.float32)
+        out = self.session.run(None, {INPUT_FEATURES: scaled, INPUT_CODEC: codec.astype(np.float32)})
+        return [np.asarray(o, dtype=np.float64).reshape(-1) for o in out]
 
     def run(self, features: np.ndarray, codec: np.ndarray) -> np.ndarray:
-        scaled = ((features - self.mean) / self.std).astype(np.float32)
-        out = self.session.run(None, {INPUT_FEATURES: scaled, INPUT_CODEC: codec.astype(np.float32)})[0]
-        return np.asarray(out, dtype=np.float64).reshape(-1)
+        return self.run_all(features, codec)[0]
 
     def codec(self, corpus: Corpus) -> np.ndarray:
         return codec_blocks(corpus.encoder.tolist(), corpus.preset.tolist(), corpus.crf, self.vocab)[0]
 
-    def predict(self, corpus: Corpus, blind: bool = False) -> np.ndarray:
+    def predict_all(self, corpus: Corpus, blind: bool = False) -> list[np.ndarray]:
+        """Every output for each row of `corpus` (with the codec-blind block if `blind`)."""
         codec = np.tile(codec_blind_block(self.vocab), (len(corpus), 1)) if blind else self.codec(corpus)
-        return self.run(corpus.features, codec)
+        return self.run_all(corpus.features, codec)
+
+    def predict(self, corpus: Corpus, blind: bool = False) -> np.ndarray:
+        return self.predict_all(corpus, blind)[0]
 
     def evaluate(self, corpus: Corpus) -> dict:
-        pred = self.predict(corpus)
-        blind = self.predict(corpus, blind=True)
-        return {
+        """Scores; for an interval graph also coverage and width, overall, per encoder and codec-blind."""
+        outputs, blind = self.predict_all(corpus), self.predict_all(corpus, blind=True)
+        pred = outputs[0]
+        result = {
             "model": str(self.path),
             "corpus": corpus.path,
             "rows_used": len(corpus),
             "rows_dropped": corpus.dropped,
             **scores(pred, corpus.target),
             "per_encoder": by_group(pred, corpus.target, corpus.encoder),
-            "codec_blind": scores(blind, corpus.target),
+            "codec_blind": scores(blind[0], corpus.target),
         }
+        if self.has_intervals:
+            from frgb.intervals import interval_figures, interval_summary
+
+            result["intervals"] = {
+                "level": self.sidecar.get("intervals", {}).get("level"),
+                **interval_summary(outputs[1], outputs[2], corpus),
+                "codec_blind": interval_figures(blind[1], blind[2], corpus.target),
+            }
+        return result

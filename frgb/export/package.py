@@ -1,7 +1,8 @@
 """From a fitted model to files on disk: convert, prove parity in onnxruntime, then write.
 
 Nothing is written unless the graph agrees with the Python model within `PARITY_TOLERANCE` on
-every training row and on rows placed on, just below and just above every split threshold.
+every output, every training row and rows placed on, just below and just above every split
+threshold (of each tree ensemble: the interval graph has three).
 """
 
 from __future__ import annotations
@@ -16,17 +17,22 @@ import onnxruntime as ort
 from frgb import __version__
 from frgb.artifacts import write_model
 from frgb.contract import (
-    CODEC_BLOCK_LAYOUT, ENCODER_VOCAB, FEATURES, INPUT_CODEC, INPUT_FEATURES, OPSET, OUTPUT_SCORE,
+    CODEC_BLOCK_LAYOUT, ENCODER_VOCAB, FEATURES, INPUT_CODEC, INPUT_FEATURES, INTERVAL_OUTPUTS, OPSET,
+    OUTPUT_SCORE,
 )
 from frgb.errors import FrgbError
 from frgb.export.graph import Graph, to_onnx
+from frgb.export.interval_graph import IntervalGraph
 from frgb.export.thresholds import threshold_rows
+from frgb.intervals import METHOD, IntervalRegressor
 from frgb.loading import Corpus
 from frgb.model import N_FEATURES, FrgbRegressor
 
 PARITY_TOLERANCE = 1e-4
 #: Suffix of each target's files: `<id>.onnx` for onnxml, `<id>_libvmaf.onnx` for libvmaf.
 FILE_SUFFIX = {"onnxml": "", "libvmaf": "_libvmaf"}
+#: Added after the target's suffix for interval graphs: `<id>_interval.onnx`, `<id>_libvmaf_interval.onnx`.
+INTERVAL_SUFFIX = "_interval"
 USE = {
     "onnxml": "Python and onnxruntime consumers (e.g. an encoding tuner); uses ai.onnx.ml TreeEnsembleRegressor.",
     "libvmaf": "libvmaf's DNN loader and any strict consumer: only allowlisted default-domain ops.",
@@ -58,16 +64,20 @@ def read_input_scaler(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def parity(graph: Graph, proto_bytes: bytes, corpus: Corpus) -> tuple[float, int, int]:
-    """Largest |onnxruntime - Python| over the training rows and the threshold rows."""
+def parity(graph: Graph | IntervalGraph, proto_bytes: bytes, corpus: Corpus) -> tuple[float, int, int]:
+    """Largest |onnxruntime - Python| over every output, the training rows and the rows at the
+    thresholds of every tree ensemble in the graph."""
     features = ((corpus.features - graph.input_mean) / graph.input_std).astype(np.float32)
     rows = np.hstack([features, corpus.codec.astype(np.float32)]).astype(np.float64)
-    probe = threshold_rows(graph.raw_trees().booster_, rows)
+    probe = np.vstack([threshold_rows(trees.booster_, rows) for trees in graph.all_raw_trees()])
     every = np.vstack([rows, probe]).astype(np.float32)
     session = ort.InferenceSession(proto_bytes, providers=["CPUExecutionProvider"])
-    got = session.run(None, {INPUT_FEATURES: every[:, :N_FEATURES], INPUT_CODEC: every[:, N_FEATURES:]})[0]
-    want = graph.predict(every[:, :N_FEATURES], every[:, N_FEATURES:])
-    return float(np.max(np.abs(got.astype(np.float64) - want))), len(rows), len(probe)
+    got = session.run(None, {INPUT_FEATURES: every[:, :N_FEATURES], INPUT_CODEC: every[:, N_FEATURES:]})
+    want = graph.outputs(every[:, :N_FEATURES], every[:, N_FEATURES:])
+    if len(got) != len(want):
+        raise FrgbError(f"the graph has {len(got)} outputs, its Python reference {len(want)}")
+    worst = np.max([np.max(np.abs(g.astype(np.float64) - w)) for g, w in zip(got, want)])
+    return float(worst), len(rows), len(probe)
 
 
 def sidecar(model: FrgbRegressor, graph: Graph, name: str, target: str, training: dict, provenance: dict,
@@ -113,7 +123,46 @@ def sidecar(model: FrgbRegressor, graph: Graph, name: str, target: str, training
 def export(model: FrgbRegressor, corpus: Corpus, out: Path, name: str, target: str, training: dict,
            provenance: dict, input_scaler: Path | None = None, strategy: str = "auto") -> Exported:
     """Convert, check parity, and only then write `<name><suffix>.onnx`, its sidecar and registry row."""
-    graph = Graph(model, *read_input_scaler(input_scaler)) if input_scaler else Graph(model)
+    graph = Graph(model, *_scaling(input_scaler))
+    proto_bytes, check = _checked(graph, target, strategy, corpus)
+    file_name = name + FILE_SUFFIX[target]
+    meta = sidecar(model, graph, file_name, target, training, provenance, check)
+    onnx_path, sidecar_path = write_model(out, file_name, proto_bytes, meta)
+    return Exported(target, onnx_path, sidecar_path, check[0], check[1], check[2])
+
+
+def export_intervals(model: IntervalRegressor, corpus: Corpus, out: Path, name: str, target: str, training: dict,
+                     provenance: dict, input_scaler: Path | None = None, strategy: str = "auto") -> Exported:
+    """As `export`, for an interval model: `<name><suffix>_interval.onnx` with outputs score, lower,
+    upper, checked on all three."""
+    graph = IntervalGraph(model, *_scaling(input_scaler))
+    proto_bytes, check = _checked(graph, target, strategy, corpus)
+    file_name = name + FILE_SUFFIX[target] + INTERVAL_SUFFIX
+    meta = sidecar(model.point_, graph, file_name, target, training, provenance, check)
+    meta["output_names"] = list(INTERVAL_OUTPUTS)
+    meta["notes"] += (f" Interval graph: outputs score, lower, upper, a {model.level:g} prediction interval "
+                      "(see `intervals`); lower <= score <= upper on every row.")
+    lower = model.lower_.pipeline_.named_steps["trees"]
+    meta["intervals"] = {
+        "level": model.level,
+        "method": METHOD,
+        "calibrate_by": model.calibrate_by,
+        "quantiles": list(model.alphas),
+        "margins": dict(zip(ENCODER_VOCAB, model.margins_.tolist())),
+        "calibration": model.calibration_,
+        "quantile_trees": {"n_trees": [m.booster_.num_trees() for m in (model.lower_, model.upper_)],
+                           "params": {k: v for k, v in lower.get_params().items() if k != "alpha"}},
+    }
+    onnx_path, sidecar_path = write_model(out, file_name, proto_bytes, meta)
+    return Exported(target, onnx_path, sidecar_path, check[0], check[1], check[2])
+
+
+def _scaling(input_scaler: Path | None) -> tuple:
+    return read_input_scaler(input_scaler) if input_scaler else ()
+
+
+def _checked(graph: Graph | IntervalGraph, target: str, strategy: str, corpus: Corpus) -> tuple[bytes, tuple]:
+    """The graph's bytes and parity figures, or an error if it fails the parity check."""
     proto_bytes = to_onnx(graph, target, strategy).SerializeToString()
     check = parity(graph, proto_bytes, corpus)
     if not check[0] <= PARITY_TOLERANCE:
@@ -121,7 +170,4 @@ def export(model: FrgbRegressor, corpus: Corpus, out: Path, name: str, target: s
             f"{target} export failed the parity check: largest |onnx - python| = {check[0]:.3g} "
             f"(tolerance {PARITY_TOLERANCE:g}) over {check[1]} rows and {check[2]} threshold rows; nothing written"
         )
-    file_name = name + FILE_SUFFIX[target]
-    meta = sidecar(model, graph, file_name, target, training, provenance, check)
-    onnx_path, sidecar_path = write_model(out, file_name, proto_bytes, meta)
-    return Exported(target, onnx_path, sidecar_path, check[0], check[1], check[2])
+    return proto_bytes, check
