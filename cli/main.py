@@ -135,6 +135,11 @@ def fit(
     cv: bool = typer.Option(True, help="Report leave-one-source-out figures (one extra fit per source)."),
     strategy: str = typer.Option("auto", help="libvmaf tree evaluation: auto, gemm or traversal."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    intervals: Optional[float] = typer.Option(
+        None, metavar="LEVEL", help="Also fit a LEVEL prediction interval (e.g. 0.95; conformalized quantile "
+        "regression calibrated by source) and export <id>_interval.onnx / <id>_libvmaf_interval.onnx with "
+        "outputs score, lower, upper. The point files are unchanged."
+    ),
 ) -> None:
     """Train the teacher prior + LightGBM model on a corpus and export drop-in ONNX graphs.
 
@@ -161,7 +166,7 @@ def fit(
                     bar.advance(source)
 
             report = train(corpus or _default_corpus(), out, id, options, list(dict.fromkeys(target)), input_scaler,
-                           cv, strategy, sys.argv[1:], on_fold)
+                           cv, strategy, sys.argv[1:], on_fold, intervals)
             if started:
                 bar.advance("done")
     except FrgbError as e:
@@ -181,6 +186,11 @@ def fit(
         typer.echo(f"LOSO mean     {_fmt(cvr['mean_over_sources'])}  ({cvr['folds']} sources)")
         typer.echo(f"LOSO pooled   {_fmt(cvr['pooled'])}")
         typer.echo(f"codec-blind   {_fmt(cvr['codec_blind']['mean_over_sources'])}  (LOSO mean)")
+    if report.intervals:
+        iv, cal = report.intervals, report.intervals["calibration"]
+        typer.echo(f"intervals     {iv['level']:g}: margin {cal['pooled_margin']:.3f} (pooled), per encoder "
+                   + ", ".join(f"{k} {v:.3f}" for k, v in cal["margins"].items())
+                   + f"; calibrated out of fold on {cal['rows']} rows of {cal['sources']} sources")
     for e in report.exports:
         typer.echo(f"{e['target']:<13} {e['onnx']} + {Path(e['sidecar']).name}  parity {e['parity_max_abs_diff']:.2e} "
                    f"over {e['rows_checked']} rows + {e['threshold_rows']} threshold rows")

@@ -77,22 +77,31 @@ class FitReport:
     in_sample: dict
     cross_validated: dict | None
     exports: list[dict]
+    intervals: dict | None = None  # level, method and calibration of the interval model, if one was fitted
 
 
 def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets: list[str],
           input_scaler: Path | None = None, cv: bool = True, strategy: str = "auto",
           argv: list[str] | None = None,
-          on_fold: Callable[[int, int, str], None] = lambda i, n, g: None) -> FitReport:
-    """Load a corpus, fit, cross-validate by source, export every target after its parity check."""
+          on_fold: Callable[[int, int, str], None] = lambda i, n, g: None,
+          intervals: float | None = None) -> FitReport:
+    """Load a corpus, fit, cross-validate by source, export every target after its parity check.
+
+    With `intervals` (a level in (0, 1)), also fit the interval model around the same point model
+    (frgb.intervals) and export its graph for every target."""
     from frgb.evaluation import out_of_fold, summarise
-    from frgb.export.package import export
+    from frgb.export.package import export, export_intervals
+    from frgb.intervals import check_level, fit_intervals, interval_report
     from frgb.loading import load_corpus
     from frgb.metrics import scores
 
+    if intervals is not None:
+        check_level(intervals)
     corpus = load_corpus(corpus_path)
     choice = choose_prior(corpus, options.prior)
     started = time.perf_counter()
-    model = fit_model(corpus, options, choice.model)
+    interval = fit_intervals(corpus, options, choice.model, intervals) if intervals is not None else None
+    model = interval.point_ if interval else fit_model(corpus, options, choice.model)
     seconds = time.perf_counter() - started
     in_sample = scores(model.predict(design_matrix(corpus)), corpus.target)
     cross = None
@@ -126,10 +135,14 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
     exports = [
         export(model, corpus, out, name, target, training, provenance, input_scaler, strategy) for target in targets
     ]
+    if interval:
+        exports += [export_intervals(interval, corpus, out, name, target, training, provenance, input_scaler, strategy)
+                    for target in targets]
     return FitReport(
         corpus=str(corpus_path), rows_used=len(corpus), rows_dropped=corpus.dropped, prior=choice.model,
         rows_other_vmaf_model=choice.others, fit_seconds=seconds, in_sample=in_sample, cross_validated=cross,
         exports=[{"target": e.target, "onnx": str(e.onnx_path), "sidecar": str(e.sidecar_path),
                   "parity_max_abs_diff": e.parity, "rows_checked": e.rows_checked,
                   "threshold_rows": e.threshold_rows} for e in exports],
+        intervals=None if interval is None else interval_report(interval, corpus),
     )
