@@ -8,10 +8,10 @@ lifts even the smallest subnormal difference (2^-149) above 1, so `right` is exa
 
 Two ways to evaluate the trees from those indicators (Hummingbird's two families):
 
-- `gemm`: every split of every tree at once, then per tree a GEMM with a path matrix
-  A (splits x leaves; +1 where the leaf lies right of the split, -1 where left): the one leaf
-  whose path matches has `right @ A + 1 - n_right = 1`, every other leaf <= 0, and Relu keeps
-  only it. Cost per row: trees x splits x leaves multiply-adds.
+- `gemm`: every split of every tree at once, then a GEMM with a path matrix A (splits x
+  leaves; +1 where the leaf lies right of the split, -1 where left): the one leaf whose path
+  matches has `right @ A + 1 - n_right = 1`, every other leaf <= 0, and Relu keeps only it.
+  Small trees are packed block-diagonally, a few per GEMM.
 - `traversal`: all trees walk down together, one level per step: Gather the node's feature,
   threshold and children, GatherND the row's value, step left or right. Cost per row:
   depth x trees gathers.
@@ -32,6 +32,10 @@ from onnx import TensorProto
 
 #: Two factors of 2^75 make any non-zero float32 difference at least 2 in magnitude.
 SATURATE = np.float32(2.0**75)
+#: Splits per GEMM in the `gemm` strategy: small trees are packed block-diagonally into one
+#: matrix of about this many rows, so a single row costs few GEMM calls (measured in
+#: benchmarks/bench_graphs.py).
+GROUP_SPLITS = 32
 #: Threshold of padding and leaf nodes: every finite or infinite input goes the same way.
 PAD_THRESHOLD = np.float32(np.finfo(np.float32).max)
 
@@ -129,28 +133,31 @@ class _Emitter:
 
 
 def _gemm(e: _Emitter, x: str, trees: list[Tree], out: str) -> None:
-    n_trees = len(trees)
     n_split = max(1, max(t.n_splits for t in trees))
     n_leaf = max(len(t.leaf_value) for t in trees)
+    group = max(1, GROUP_SPLITS // n_split)  # trees per GEMM: block-diagonal path matrix
+    n_groups = -(-len(trees) // group)
+    n_trees = n_groups * group  # padded with empty trees, whose leaves are never chosen
     feature = np.zeros((n_trees, n_split), dtype=np.int64)
     threshold = np.full((n_trees, n_split), PAD_THRESHOLD, dtype=np.float32)
-    paths = np.zeros((n_trees, n_split, n_leaf), dtype=np.float32)
-    bias = np.full((n_trees, n_leaf), -1.0, dtype=np.float32)  # padding leaves: never chosen
-    values = np.zeros((n_trees, n_leaf), dtype=np.float32)
+    paths = np.zeros((n_groups, group * n_split, group * n_leaf), dtype=np.float32)
+    bias = np.full((n_groups, 1, group * n_leaf), -1.0, dtype=np.float32)
+    values = np.zeros((n_groups, group * n_leaf, 1), dtype=np.float32)
     for k, tree in enumerate(trees):
+        g, rows, cols = k // group, (k % group) * n_split, (k % group) * n_leaf
         feature[k, : tree.n_splits] = tree.feature
         threshold[k, : tree.n_splits] = tree.threshold.astype(np.float32)
-        values[k, : len(tree.leaf_value)] = tree.leaf_value
+        values[g, cols : cols + len(tree.leaf_value), 0] = tree.leaf_value
         if tree.n_splits == 0:
-            bias[k, 0] = 1.0
+            bias[g, 0, cols] = 1.0
             continue
 
         def walk(node: int, path: list[tuple[int, float]]) -> None:
             if node < 0:
-                leaf = ~node
+                leaf = cols + ~node
                 for split, sign in path:
-                    paths[k, split, leaf] = sign
-                bias[k, leaf] = 1.0 - sum(sign > 0 for _, sign in path)
+                    paths[g, rows + split, leaf] = sign
+                bias[g, 0, leaf] = 1.0 - sum(sign > 0 for _, sign in path)
                 return
             walk(tree.left[node], path + [(node, -1.0)])
             walk(tree.right[node], path + [(node, 1.0)])
@@ -158,14 +165,15 @@ def _gemm(e: _Emitter, x: str, trees: list[Tree], out: str) -> None:
         walk(0, [])
     picked = e.node("Gather", [x, e.const("split_feature", feature.ravel())], "picked", axis=1)
     right = e.go_right(picked, e.const("split_threshold", threshold.ravel()))
-    # Tree-major (trees, rows, splits): one GEMM per tree over all rows.
-    per_row = e.node("Reshape", [right, e.const("shape", np.array([-1, n_trees, n_split], dtype=np.int64))], "per_row")
-    per_tree = e.node("Transpose", [per_row], "per_tree", perm=[1, 0, 2])
-    score = e.node("Add", [e.node("MatMul", [per_tree, e.const("paths", paths)], "path_score"),
-                           e.const("leaf_bias", bias[:, None, :])], "leaf_score")
+    # Group-major (groups, rows, splits): one GEMM per group of trees over all rows.
+    shape = np.array([-1, n_groups, group * n_split], dtype=np.int64)
+    per_row = e.node("Reshape", [right, e.const("shape", shape)], "per_row")
+    per_group = e.node("Transpose", [per_row], "per_group", perm=[1, 0, 2])
+    score = e.node("Add", [e.node("MatMul", [per_group, e.const("paths", paths)], "path_score"),
+                           e.const("leaf_bias", bias)], "leaf_score")
     chosen = e.node("Relu", [score], "chosen")
-    tree_values = e.node("MatMul", [chosen, e.const("leaf_value", values[:, :, None])], "tree_value")
-    e.node("ReduceSum", [tree_values, e.const("tree_axis", np.array([0], dtype=np.int64))], "trees",
+    group_values = e.node("MatMul", [chosen, e.const("leaf_value", values)], "group_value")
+    e.node("ReduceSum", [group_values, e.const("group_axis", np.array([0], dtype=np.int64))], "trees",
            output=out, keepdims=0)
 
 
