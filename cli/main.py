@@ -202,6 +202,11 @@ def evaluate(
     corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
     plcc: bool = typer.Option(True, "--plcc/--no-plcc", help="Report PLCC, SROCC and RMSE (the default)."),
     min_plcc: Optional[float] = typer.Option(None, help="Exit with status 1 if PLCC is below this gate."),
+    intervals: list[float] = typer.Option(
+        [], metavar="LEVEL", help="No MODEL: measure the interval model of frgb fit --intervals LEVEL "
+        "leave-one-source-out (coverage, width, per encoder and source); repeatable. --loso may be given too."
+    ),
+    report: Optional[Path] = typer.Option(None, help="With --intervals: also write the Markdown report here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Score an ONNX model on a corpus exactly as a consumer runs it: the sidecar's scaling applied
@@ -213,6 +218,11 @@ def evaluate(
     from frgb.evaluation import OnnxModel
     from frgb.loading import load_corpus
 
+    if intervals:
+        if model is not None:
+            fail("--intervals fits and measures interval models leave-one-source-out; to score an interval "
+                 "graph, give only MODEL")
+        return _eval_intervals(corpus, intervals, report, as_json)
     if model is None:
         fail("give a MODEL.onnx to score")
     try:
@@ -229,9 +239,64 @@ def evaluate(
             for enc, m in result["per_encoder"].items():
                 typer.echo(f"  {enc:<11} {_fmt(m)}  n={m['n']}")
             typer.echo(f"codec-blind   {_fmt(result['codec_blind'])}")
+        if "intervals" in result:
+            _echo_intervals(result["intervals"])
     if min_plcc is not None and not result["plcc"] >= min_plcc:
         typer.echo(f"frgb: PLCC {result['plcc']:.4f} is below the gate {min_plcc}", err=True)
         raise typer.Exit(code=1)
+
+
+def _echo_intervals(figures: dict, label: str = "interval") -> None:
+    level = f" {figures['level']:g}" if figures.get("level") is not None else ""
+    typer.echo(f"{label + level:<13} coverage {figures['coverage']:.3f}  mean width {figures['mean_width']:.3f}  "
+               f"median width {figures['median_width']:.3f}")
+    for enc, m in figures["per_encoder"].items():
+        typer.echo(f"  {enc:<11} coverage {m['coverage']:.3f}  mean width {m['mean_width']:.3f}  n={m['n']}")
+    blind = figures["codec_blind"]
+    typer.echo(f"codec-blind   coverage {blind['coverage']:.3f}  mean width {blind['mean_width']:.3f}")
+
+
+def _eval_intervals(corpus: Optional[Path], levels: list[float], report: Optional[Path], as_json: bool) -> None:
+    """frgb eval --intervals: leave-one-source-out coverage of interval models at each level."""
+    from frgb.artifacts import atomic_write
+    from frgb.intervals import evaluate_loso, report_markdown
+    from frgb.loading import load_corpus
+    from frgb.training import FitOptions, choose_prior
+
+    from cli.progress import progress_bar
+
+    try:
+        rows = load_corpus(corpus or _default_corpus())
+        options = FitOptions()
+        with progress_bar("leave-one-source-out") as bar:
+            started = []
+
+            def on_fold(i: int, n: int, source: str) -> None:
+                if not started:
+                    bar.start(n * len(levels))
+                    started.append(True)
+                else:
+                    bar.advance(source)
+
+            result = evaluate_loso(rows, options, choose_prior(rows, options.prior).model, levels, on_fold=on_fold)
+            bar.advance("done")
+        if report:
+            command = " ".join(["frgb eval", *(f"--intervals {level:g}" for level in levels),
+                                *([f"--corpus {corpus}"] if corpus else []), f"--report {report}"])
+            atomic_write(report, report_markdown(result, command).encode())
+    except FrgbError as e:
+        fail(str(e))
+    if as_json:
+        _print_json(result)
+        return
+    point = result["point_loso"]
+    typer.echo(f"{result['corpus']}: {result['rows_used']} rows, {result['sources']} sources, leave-one-source-out")
+    typer.echo(f"point         RMSE {point['pooled']['rmse']:.3f} pooled, {point['mean_rmse_over_sources']:.3f} "
+               "mean over sources")
+    for level, figures in result["levels"].items():
+        _echo_intervals({**figures, "level": float(level)})
+    if report:
+        typer.echo(f"report -> {report}")
 
 
 @app.command()

@@ -150,3 +150,21 @@ def test_fit_refuses_a_level_outside_0_1_in_one_line(small_corpus_path, tmp_path
                                  "--intervals", level])
     assert result.exit_code == 2 and "between 0 and 1" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_eval_intervals_measures_leave_one_source_out_and_writes_the_report(small_corpus_path, small_corpus, tmp_path):
+    report = tmp_path / "intervals.md"
+    result = runner.invoke(app, ["eval", "--intervals", "0.9", "--corpus", str(small_corpus_path),
+                                 "--report", str(report), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("{"):])
+    figures = data["levels"]["0.9"]
+    assert data["sources"] == len(set(small_corpus.group)) and figures["n"] == len(small_corpus)
+    assert set(figures["per_encoder"]) == set(small_corpus.encoder) and data["point_loso"]["pooled"]["rmse"] > 0
+    text = report.read_text()
+    assert "## Per encoder" in text and "frgb eval --intervals 0.9" in text
+
+
+def test_eval_refuses_a_model_with_intervals_in_one_line(tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path / "m.onnx"), "--intervals", "0.9"])
+    assert result.exit_code == 2 and "give only MODEL" in result.output
