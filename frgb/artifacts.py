@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -40,30 +41,60 @@ def _fsync_dir(folder: Path) -> None:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace `path` with `data` in one step; on any failure the old file is untouched."""
-    path = Path(path)
-    tmp = None
+    replace_together([(Path(path), data)])
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """Write `data` in full to a new temporary file beside `path`, flushed to disk; its name."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def replace_together(files: list[tuple[Path, bytes]]) -> None:
+    """Replace each path with its bytes: every file is first written in full to a temporary file
+    and flushed, and only then are they renamed into place, in order. A failure or a kill while
+    writing (a full disk, SIGKILL) changes none of them; only the renames, a few system calls,
+    separate the first replacement from the last."""
+    pending: list[tuple[str, Path]] = []
+    replaced: list[str] = []
+    path = None
+    try:
+        for path, data in files:
+            pending.append((_stage(path, data), path))
+        while pending:
+            tmp, path = pending[0]
+            os.replace(tmp, path)
+            pending.pop(0)
+            replaced.append(path.name)
+        for folder in dict.fromkeys(p.parent for p, _ in files):
+            _fsync_dir(folder)
     except OSError as e:
         reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise FrgbError(f"could not write {path}: {reason}; nothing was changed") from None
+        changed = f"{', '.join(replaced)} already replaced" if replaced else "nothing was changed"
+        raise FrgbError(f"could not write {path}: {reason}; {changed}") from None
     finally:
-        if tmp is not None:
+        for tmp, _ in pending:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
 
 @contextlib.contextmanager
 def _locked(folder: Path):
-    with open(folder / f".{REGISTRY}.lock", "a") as lock:
+    try:
+        lock = open(folder / f".{REGISTRY}.lock", "a")
+    except OSError as e:
+        raise FrgbError(f"cannot lock {folder / REGISTRY}: {e.strerror}") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -81,21 +112,41 @@ def read_registry(folder: Path) -> list[dict]:
         raise FrgbError(f"{path}: not a registry file (expected {{\"models\": [...]}})") from None
 
 
+def _registry_with(folder: Path, entry: dict) -> bytes:
+    """registry.json with the row of `entry['id']` added or replaced (call under `_locked`)."""
+    row = {k: entry[k] for k in REGISTRY_KEYS if k != "smoke"}
+    row["smoke"] = bool(entry.get("training", {}).get("smoke", False))
+    rows = [r for r in read_registry(folder) if r.get("id") != row["id"]] + [row]
+    return dumps({"models": sorted(rows, key=lambda r: r["id"])})
+
+
 def register(folder: Path, entry: dict) -> None:
     """Add or replace the registry row of `entry['id']` (locked against concurrent fits)."""
     folder = Path(folder)
-    row = {k: entry[k] for k in REGISTRY_KEYS if k != "smoke"}
-    row["smoke"] = bool(entry.get("training", {}).get("smoke", False))
     with _locked(folder):
-        rows = [r for r in read_registry(folder) if r.get("id") != row["id"]] + [row]
-        atomic_write(folder / REGISTRY, dumps({"models": sorted(rows, key=lambda r: r["id"])}))
+        atomic_write(folder / REGISTRY, _registry_with(folder, entry))
+
+
+def _remove_stale(folder: Path, names: list[str]) -> None:
+    """Temporary files of `names` left by a writer that was killed (call under `_locked`: every
+    writer of these names holds the lock, so none of them is still being written)."""
+    for name in names:
+        for tmp in folder.glob(f".{glob.escape(name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def write_model(folder: Path, name: str, onnx_bytes: bytes, sidecar: dict) -> tuple[Path, Path]:
-    """Write `<name>.onnx` and its sidecar `<name>.json`, then the registry row.
+    """Write `<name>.onnx`, its sidecar `<name>.json` and the registry row, as one replacement.
 
-    The sidecar records the SHA-256 of the .onnx bytes; the .onnx is renamed into place first,
-    so a sidecar never describes a file that is not there.
+    The sidecar records the SHA-256 of the .onnx bytes. All three files are written in full
+    before any is renamed into place (`replace_together`), .onnx first, so a full disk or a kill
+    while writing leaves the previous model, sidecar and registry as they were, and a sidecar
+    never describes a file that is not there (only a kill between the three renames could leave
+    a new .onnx beside the previous sidecar; the sidecar's sha256 shows it). The registry lock
+    is held throughout: concurrent fits into one folder never lose each other's rows, a reader
+    holding the lock sees every model whole, and the temporary files of a killed writer are
+    removed by the next one.
     """
     folder = Path(folder)
     try:
@@ -104,7 +155,11 @@ def write_model(folder: Path, name: str, onnx_bytes: bytes, sidecar: dict) -> tu
         raise FrgbError(f"cannot create output folder {folder}: {e.strerror}") from None
     onnx_path, sidecar_path = folder / f"{name}.onnx", folder / f"{name}.json"
     sidecar = {**sidecar, "onnx": onnx_path.name, "sha256": sha256_bytes(onnx_bytes)}
-    atomic_write(onnx_path, onnx_bytes)
-    atomic_write(sidecar_path, dumps(sidecar))
-    register(folder, sidecar)
+    with _locked(folder):
+        _remove_stale(folder, [onnx_path.name, sidecar_path.name, REGISTRY])
+        replace_together([
+            (onnx_path, onnx_bytes),
+            (sidecar_path, dumps(sidecar)),
+            (folder / REGISTRY, _registry_with(folder, sidecar)),
+        ])
     return onnx_path, sidecar_path
