@@ -306,19 +306,24 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write JSON Lines here [default: stdout]."),
 ) -> None:
     """Write one prediction per usable row: its line number, source, encoder, preset, crf and
-    `predicted_vmaf` (plus `vmaf_score` where the row has one)."""
+    `predicted_vmaf` (plus `vmaf_score` where the row has one, and `lower` / `upper` for an
+    interval graph)."""
     from frgb.artifacts import atomic_write
     from frgb.evaluation import OnnxModel
     from frgb.loading import load_corpus
 
     try:
         rows = load_corpus(corpus, require_target=False)
-        scores = OnnxModel(model).predict(rows)
+        onnx_model = OnnxModel(model)
+        outputs = onnx_model.predict_all(rows)
+        scores = outputs[0]
         order = np.argsort(rows.line, kind="stable")
         lines = []
         for i in order:
             record = {"line": int(rows.line[i]), "src": rows.source[i], "encoder": rows.encoder[i],
                       "preset": rows.preset[i], "crf": float(rows.crf[i]), "predicted_vmaf": float(scores[i])}
+            if onnx_model.has_intervals:
+                record["lower"], record["upper"] = float(outputs[1][i]), float(outputs[2][i])
             if np.isfinite(rows.target[i]):
                 record["vmaf_score"] = float(rows.target[i])
             lines.append(json.dumps(record))

@@ -125,8 +125,10 @@ def test_coverage_on_held_out_sources_is_near_the_level(small_corpus):
 runner = CliRunner()
 
 
-def test_fit_intervals_writes_the_interval_graph_and_eval_reports_coverage(small_corpus_path, small_corpus, tmp_path):
+def test_fit_intervals_writes_the_interval_graph_that_eval_check_and_predict_read(small_corpus_path, small_corpus,
+                                                                                 tmp_path):
     out = tmp_path / "model"
+    graph = str(out / "m_libvmaf_interval.onnx")
     result = runner.invoke(app, ["fit", "--corpus", str(small_corpus_path), "--out", str(out), "--id", "m",
                                  "--no-cv", "--target", "libvmaf", "--intervals", "0.9"])
     assert result.exit_code == 0, result.output
@@ -136,12 +138,16 @@ def test_fit_intervals_writes_the_interval_graph_and_eval_reports_coverage(small
     assert sidecar["output_names"] == ["score", "lower", "upper"]
     assert sidecar["intervals"]["level"] == 0.9 and "conformalized" in sidecar["intervals"]["method"]
     assert sidecar["intervals"]["calibration"]["sources"] == len(set(small_corpus.group))
-    result = runner.invoke(app, ["eval", str(out / "m_libvmaf_interval.onnx"), "--corpus", str(small_corpus_path),
-                                 "--json"])
+    result = runner.invoke(app, ["eval", graph, "--corpus", str(small_corpus_path), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)["intervals"]
     assert 0 < data["coverage"] <= 1 and data["mean_width"] > 0 and "libx264" in data["per_encoder"]
-    assert runner.invoke(app, ["check", str(out / "m_libvmaf_interval.onnx")]).exit_code == 0
+    assert runner.invoke(app, ["check", graph]).exit_code == 0
+    pred = tmp_path / "pred.jsonl"
+    result = runner.invoke(app, ["predict", graph, str(small_corpus_path), "-o", str(pred)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in pred.read_text().splitlines()]
+    assert len(rows) == len(small_corpus) and all(r["lower"] <= r["predicted_vmaf"] <= r["upper"] for r in rows)
 
 
 @pytest.mark.parametrize("level", ["0", "1", "1.5", "-0.1"])
