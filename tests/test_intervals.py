@@ -174,3 +174,9 @@ def test_eval_intervals_measures_leave_one_source_out_and_writes_the_report(smal
 def test_eval_refuses_a_model_with_intervals_in_one_line(tmp_path):
     result = runner.invoke(app, ["eval", str(tmp_path / "m.onnx"), "--intervals", "0.9"])
     assert result.exit_code == 2 and "give only MODEL" in result.output
+
+
+def test_two_fits_with_the_same_seed_give_byte_identical_interval_graphs(interval_model, graphs, small_corpus):
+    again = fit_intervals(small_corpus, OPTIONS, "vmaf_v0.6.1", LEVEL)
+    assert again.calibration_ == interval_model.calibration_
+    assert to_onnx(IntervalGraph(again), "onnxml").SerializeToString() == graphs["onnxml"][1]

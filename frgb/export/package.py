@@ -148,7 +148,6 @@ def export_intervals(model: IntervalRegressor, corpus: Corpus, out: Path, name: 
         "method": METHOD,
         "calibrate_by": model.calibrate_by,
         "quantiles": list(model.alphas),
-        "margins": dict(zip(ENCODER_VOCAB, model.margins_.tolist())),
         "calibration": model.calibration_,
         "quantile_trees": {"n_trees": [m.booster_.num_trees() for m in (model.lower_, model.upper_)],
                            "params": {k: v for k, v in lower.get_params().items() if k != "alpha"}},
