@@ -27,6 +27,8 @@ from frgb.errors import FrgbError
 
 #: Models shipped with frgb (see frgb/vmaf_models/README.md), by the name corpora record.
 BUILTIN_MODELS = ("vmaf_v0.6.1", "vmaf_4k_v0.6.1")
+#: Rows per block of the kernel evaluation: its temporaries are CHUNK_ROWS x 211 float64.
+CHUNK_ROWS = 1 << 14
 
 
 def _model_json(model: str) -> dict:
@@ -95,10 +97,19 @@ class VmafTeacher(RegressorMixin, BaseEstimator):
         return self
 
     def decision_function(self, X) -> np.ndarray:
-        """The SVR output y before it is mapped back to the score scale."""
+        """The SVR output y before it is mapped back to the score scale.
+
+        |z - sv|^2 is expanded as |z|^2 - 2 z.sv + |sv|^2 (as the ONNX graph computes it) and
+        evaluated in blocks of CHUNK_ROWS rows, so memory stays bounded for any N."""
         z = np.asarray(X, dtype=np.float64) * self.feature_slope_ + self.feature_intercept_
-        d2 = ((z[:, None, :] - self.support_vectors_[None, :, :]) ** 2).sum(axis=2)
-        return np.exp(-self.gamma_ * d2) @ self.dual_coef_ - self.rho_
+        sv = self.support_vectors_
+        sv_squared = (sv**2).sum(axis=1)
+        y = np.empty(len(z))
+        for start in range(0, len(z), CHUNK_ROWS):
+            block = z[start:start + CHUNK_ROWS]
+            d2 = (block**2).sum(axis=1)[:, None] - 2.0 * (block @ sv.T) + sv_squared
+            y[start:start + CHUNK_ROWS] = np.exp(-self.gamma_ * d2) @ self.dual_coef_
+        return y - self.rho_
 
     def predict(self, X) -> np.ndarray:
         y = self.decision_function(X)
