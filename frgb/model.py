@@ -64,6 +64,13 @@ def as_float32_values(X) -> np.ndarray:
     return np.asarray(X, dtype=np.float32).astype(np.float64)
 
 
+def with_blind_copies(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[X; X with the codec-blind block] and [y; y]: the rows a codec_blind model trains on."""
+    blind = X.copy()
+    blind[:, N_FEATURES:] = as_float32_values(CODEC_BLIND)
+    return np.vstack([X, blind]), np.concatenate([y, y])
+
+
 class FrgbRegressor(RegressorMixin, BaseEstimator):
     """Teacher prior + scaler/LightGBM residual pipeline on [features | codec] (N, 14).
 
@@ -84,11 +91,11 @@ class FrgbRegressor(RegressorMixin, BaseEstimator):
         X = as_float32_values(X)
         y = np.asarray(y, dtype=np.float64)
         self.prior_ = VmafTeacher(self.prior).fit() if self.prior else None
+        prior = self.prior_score(X)
         if self.codec_blind:
-            blind = X.copy()
-            blind[:, N_FEATURES:] = as_float32_values(CODEC_BLIND)
-            X, y = np.vstack([X, blind]), np.concatenate([y, y])
-        residual = y - self.prior_score(X)
+            X, y = with_blind_copies(X, y)
+            prior = np.concatenate([prior, prior])  # the copies have the same six features
+        residual = y - prior
         self.pipeline_ = make_pipeline({**DEFAULT_TREES, **(self.trees or {})}, self.seed, self.monotone)
         self.pipeline_.fit(X, residual)
         self.n_features_in_ = X.shape[1]
