@@ -208,12 +208,28 @@ def evaluate(
     ),
     report: Optional[Path] = typer.Option(None, help="With --intervals: also write the Markdown report here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    loso: bool = typer.Option(
+        False, help="No MODEL: retrain frgb once per held-out source (leave-one-source-out) with the options "
+        "of frgb fit, and compare it with the prior alone, trees alone and the MLP baseline on the same folds."
+    ),
+    prior: str = typer.Option("auto", help="With --loso: teacher prior, as for frgb fit."),
+    codec_blind: bool = typer.Option(True, help="With --loso: also train on codec-blind copies of every row."),
+    monotone: Optional[bool] = typer.Option(
+        None, "--monotone/--no-monotone", help="With --loso: monotone constraints [default: frgb fit's]."
+    ),
+    seed: int = typer.Option(0, help="With --loso: random seed."),
+    baseline: bool = typer.Option(True, help="With --loso: also train the MLP baseline (the slowest part)."),
+    mlp_max_iter: Optional[int] = typer.Option(None, min=1, help="With --loso: cap the MLP's epochs."),
 ) -> None:
     """Score an ONNX model on a corpus exactly as a consumer runs it: the sidecar's scaling applied
     to the features, the codec block built from each row, onnxruntime on CPU.
 
     Prints PLCC, SROCC, RMSE and rows used and dropped, also per encoder and for the codec-blind
     vector. Works for any model with the contract's inputs and a sidecar, frgb's or the MLP's.
+
+    With --loso instead of a MODEL: leave-one-source-out cross-validation (folds keyed by src_sha256,
+    else src) of frgb, the prior alone, trees without the prior and the MLP baseline; prints per-fold
+    and mean PLCC, SROCC, RMSE, pooled figures, per encoder, codec-blind, and frgb's per-fold wins.
     """
     from frgb.evaluation import OnnxModel
     from frgb.loading import load_corpus
@@ -223,8 +239,12 @@ def evaluate(
             fail("--intervals fits and measures interval models leave-one-source-out; to score an interval "
                  "graph, give only MODEL")
         return _eval_intervals(corpus, intervals, report, as_json)
+    if loso:
+        if model is not None:
+            fail("give either a MODEL.onnx to score or --loso, not both")
+        return _eval_loso(corpus, _fit_options(prior, codec_blind, monotone, seed), baseline, mlp_max_iter, as_json)
     if model is None:
-        fail("give a MODEL.onnx to score")
+        fail("give a MODEL.onnx to score, or --loso to cross-validate frgb by source")
     try:
         result = OnnxModel(model).evaluate(load_corpus(corpus or _default_corpus()))
     except FrgbError as e:
@@ -244,6 +264,44 @@ def evaluate(
     if min_plcc is not None and not result["plcc"] >= min_plcc:
         typer.echo(f"frgb: PLCC {result['plcc']:.4f} is below the gate {min_plcc}", err=True)
         raise typer.Exit(code=1)
+
+
+def _fit_options(prior: str, codec_blind: bool, monotone: Optional[bool], seed: int):
+    """FitOptions from command-line values; None keeps the library's default."""
+    from frgb.training import FitOptions
+
+    given = {"monotone": monotone}
+    return FitOptions(prior=prior, codec_blind=codec_blind, seed=seed, **{k: v for k, v in given.items() if v is not None})
+
+
+def _fold_progress(bar):
+    """An on_fold(i, n, note) callback that starts `bar` at i == 0 and advances it afterwards."""
+    def on_fold(i: int, n: int, note: str) -> None:
+        if i == 0:
+            bar.start(n)
+        else:
+            bar.advance(note)
+
+    return on_fold
+
+
+def _eval_loso(corpus: Optional[Path], options, baseline: bool, mlp_max_iter: Optional[int], as_json: bool) -> None:
+    from frgb.baseline import MAX_ITER
+    from frgb.comparison import loso, loso_text
+    from frgb.loading import load_corpus
+
+    from cli.progress import progress_bar
+
+    try:
+        rows = load_corpus(corpus or _default_corpus())
+        with progress_bar("leave-one-source-out") as bar:
+            result = loso(rows, options, baseline, mlp_max_iter or MAX_ITER, _fold_progress(bar))
+    except FrgbError as e:
+        fail(str(e))
+    if as_json:
+        _print_json(result.to_dict(("frgb", "mlp") if baseline else None))
+    else:
+        typer.echo(loso_text(result))
 
 
 def _echo_intervals(figures: dict, label: str = "interval") -> None:
@@ -412,6 +470,46 @@ def tune(
             typer.echo(f"report -> {report}")
     except FrgbError as e:
         fail(str(e))
+
+
+@app.command("report")
+def report_command(
+    corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
+    out: Path = typer.Option(Path("reports"), help="Folder for evaluation.md and figures/*.png."),
+    prior: str = typer.Option("auto", help="Teacher prior, as for frgb fit."),
+    codec_blind: bool = typer.Option(True, help="Also train on codec-blind copies of every row."),
+    monotone: Optional[bool] = typer.Option(
+        None, "--monotone/--no-monotone", help="Monotone constraints for frgb [default: frgb fit's]; the report "
+        "also measures the other setting."
+    ),
+    seed: int = typer.Option(0, help="Random seed."),
+    mlp_max_iter: Optional[int] = typer.Option(None, min=1, help="Cap the MLP baseline's epochs."),
+    bench: Optional[Path] = typer.Option(
+        None, help="Fit-cost table to include (written by benchmarks/bench_fit.py --out) [default: "
+        "OUT/bench_fit.md if it exists]."
+    ),
+) -> None:
+    """Write the evaluation report: leave-one-source-out figures of frgb, the prior alone, trees
+    alone and the MLP baseline on the same folds (per source, per encoder, codec-blind), the
+    monotone-constraint experiment, figures (predicted vs VMAF, residuals per encoder and source,
+    error against VMAF range, gain and SHAP importance), the fit-cost table and a corpus summary.
+    """
+    from frgb.baseline import MAX_ITER
+    from frgb.report import build_report
+
+    from cli.progress import progress_bar
+
+    options = _fit_options(prior, codec_blind, monotone, seed)
+    command = "frgb report" + "".join(f" {a}" for a in sys.argv[2:]) if sys.argv[1:2] == ["report"] else "frgb report"
+    try:
+        with progress_bar("leave-one-source-out") as bar:
+            result = build_report(corpus or _default_corpus(), out, options, mlp_max_iter or MAX_ITER,
+                                  bench or out / "bench_fit.md", command, _fold_progress(bar))
+    except FrgbError as e:
+        fail(str(e))
+    for name in result.comparison.names:
+        typer.echo(f"{name:<20} {_fmt(result.comparison.summary(name)['mean_over_sources'])}  (LOSO mean)")
+    typer.echo(f"report -> {result.markdown} + {len(result.figures)} figures in {result.figures[0].parent}")
 
 
 def main() -> None:
