@@ -165,8 +165,18 @@ def to_onnx(graph, target: str = "onnxml", strategy: str = "auto") -> onnx.Model
     )
     proto.graph.name = GRAPH_NAME
     proto.doc_string = ""
+    _sort_opsets(proto)
     _check_opset(proto)
     return proto
+
+
+def _sort_opsets(proto: onnx.ModelProto) -> None:
+    """skl2onnx lists the opset imports in set order, which follows Python's string hashing and
+    so changes from one process to the next: sort them, so that the bytes do not."""
+    opsets = sorted((o.domain, o.version) for o in proto.opset_import)
+    del proto.opset_import[:]
+    for domain, version in opsets:
+        proto.opset_import.add(domain=domain, version=version)
 
 
 def _unique(name: str, existing: set) -> str:
