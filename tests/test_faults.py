@@ -76,8 +76,9 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **extra}
 
 
-def frgb_child(*args, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, args)], env=child_env(**env),
+def frgb_child(*args, cwd: Path | None = None, **env: str) -> subprocess.Popen:
+    """`frgb ARGS` in a child process (`sys.executable -m cli.main`), output captured."""
+    return subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, args)], env=child_env(**env), cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
