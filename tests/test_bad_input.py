@@ -274,22 +274,23 @@ def test_duplicated_rows_are_dropped_and_counted(good, tmp_path):
     assert corpus.dropped == {DUPLICATE: 7} and len(corpus) == len(good)
 
 
-@pytest.mark.parametrize(
-    "variant, transform",
-    [
-        ("mixed schema versions (v1, v2, v3, integer_ prefix) in one file",
-         lambda g: jsonl([historical(r, ("nested", "nested_integer", "v3", "integer_prefix")[i % 4]) for i, r in enumerate(g)])),
-        ("UTF-8 byte-order mark at the start", lambda g: b"\xef\xbb\xbf" + jsonl(g)),
-        ("CRLF line endings", lambda g: jsonl(g).replace(b"\n", b"\r\n")),
-        ("blank lines between rows", lambda g: jsonl(g).replace(b"\n", b"\n\n \n")),
-        ("a 100 MB line (a valid row with a 100 MB field frgb does not read)",
-         lambda g: jsonl(g[1:]) + jsonl([dict(g[0], extra_params="x" * BIG)])),
-    ],
-)
-def test_file_shapes_that_load_to_the_same_arrays(variant, transform, good, tmp_path):
+#: Whole files that must load exactly as the plain file of the good rows does.
+SHAPES = {
+    "mixed schema versions (v1, v2, v3, integer_ prefix) in one file":
+        lambda g: jsonl([historical(r, ("nested", "nested_integer", "v3", "integer_prefix")[i % 4]) for i, r in enumerate(g)]),
+    "UTF-8 byte-order mark at the start": lambda g: b"\xef\xbb\xbf" + jsonl(g),
+    "CRLF line endings": lambda g: jsonl(g).replace(b"\n", b"\r\n"),
+    "blank lines between rows": lambda g: jsonl(g).replace(b"\n", b"\n\n \n"),
+    "a 100 MB line (a valid row with a 100 MB field frgb does not read)":
+        lambda g: jsonl(g[1:]) + jsonl([dict(g[0], extra_params="x" * BIG)]),
+}
+
+
+@pytest.mark.parametrize("variant", SHAPES)
+def test_file_shapes_that_load_to_the_same_arrays(variant, good, tmp_path):
     want = load_with(good, b"", tmp_path)
     path = tmp_path / "variant.jsonl"
-    path.write_bytes(transform(good))
+    path.write_bytes(SHAPES[variant](good))
     got = load_corpus(path)
     assert got.dropped == {} and len(got) == len(good), variant
     for name in ("features", "codec", "target", "group"):
