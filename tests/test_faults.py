@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -203,9 +204,11 @@ def _private_mounts() -> list[str] | None:
     a tmpfs (root, or an unprivileged user namespace), or None where neither is allowed."""
     if not shutil.which("unshare"):
         return None
-    prefix = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
-    probe = subprocess.run([*prefix, "sh", "-c", "mount -t tmpfs -o size=64k frgb-probe /mnt || mount -t tmpfs "
-                            "-o size=64k frgb-probe \"$0\"", "/tmp"], capture_output=True)
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    prefix = ["unshare", *user, "--mount", "--propagation", "private"]  # no mount can reach the host
+    with tempfile.TemporaryDirectory() as folder:
+        probe = subprocess.run([*prefix, "mount", "-t", "tmpfs", "-o", "size=64k", "frgb-probe", folder],
+                               capture_output=True)
     return prefix if probe.returncode == 0 else None
 
 
