@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-# LightGBM's OpenMP threads spin while they wait. On a machine whose cores are busy (a shared
-# CI runner, a corpus build) a small fit then took up to a minute instead of a third of a
-# second. Waiting passively costs nothing here. Set before lightgbm is imported (below);
-# children started by the tests inherit it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from frgb.loading import SHIPPED_CORPUS, load_corpus  # noqa: E402
-from frgb.training import FitOptions, fit_model  # noqa: E402
+from frgb.loading import SHIPPED_CORPUS, load_corpus
+from frgb.training import FitOptions, fit_model
 
 REPO = Path(__file__).resolve().parent.parent
 
