@@ -120,13 +120,6 @@ def _registry_with(folder: Path, entry: dict) -> bytes:
     return dumps({"models": sorted(rows, key=lambda r: r["id"])})
 
 
-def register(folder: Path, entry: dict) -> None:
-    """Add or replace the registry row of `entry['id']` (locked against concurrent fits)."""
-    folder = Path(folder)
-    with _locked(folder):
-        atomic_write(folder / REGISTRY, _registry_with(folder, entry))
-
-
 def _remove_stale(folder: Path, names: list[str]) -> None:
     """Temporary files of `names` left by a writer that was killed (call under `_locked`: every
     writer of these names holds the lock, so none of them is still being written)."""

@@ -40,7 +40,7 @@ SCHEMA = pl.Schema(
         "crf": pl.Float64,
         "vmaf_score": pl.Float64,
         "vmaf_model": pl.String,
-        "exit_status": pl.Float64,
+        "exit_status": pl.String,  # numbers arrive as text; anything but 0 is a failure
         **{key: pl.Float64 for keys in _FEATURE_KEYS.values() for key in keys},
         "per_frame_features": pl.Struct(
             {**{f: pl.Float64 for f in FEATURES}, **{f"integer_{f}": pl.Float64 for f in FEATURES}}
@@ -245,7 +245,8 @@ def load_corpus(path: str | Path, require_target: bool = True) -> Corpus:
             pl.col("vmaf_model").fill_null(""),
         )
         .with_columns(
-            pl.when(pl.col("exit_status").fill_null(0) != 0).then(pl.lit(FAILED))
+            pl.when(pl.col("exit_status").is_not_null()
+                    & (pl.col("exit_status").cast(pl.Float64, strict=False).fill_null(1) != 0)).then(pl.lit(FAILED))
             .when(pl.lit(require_target) & ~pl.col("vmaf_score").is_finite().fill_null(False)).then(pl.lit(NO_TARGET))
             .when(pl.lit(require_target) & ~pl.col("vmaf_score").is_between(0, 100)).then(pl.lit(BAD_TARGET))
             .when(~pl.all_horizontal(pl.col(f).is_finite().fill_null(False) for f in FEATURES)).then(pl.lit(NO_FEATURE))

@@ -58,6 +58,7 @@ def test_rows_that_cannot_train_are_dropped_and_counted_by_reason(tmp_path, base
     rows = [
         good,
         dict(good, exit_status=1, crf=1),
+        dict(good, exit_status="1", crf=9),  # a status written as text still fails the row
         dict(good, vmaf_score=None, crf=2),
         dict(good, vmaf_score=120.0, crf=3),
         dict(good, adm2_mean=None, crf=4),
@@ -69,7 +70,7 @@ def test_rows_that_cannot_train_are_dropped_and_counted_by_reason(tmp_path, base
     corpus = load_corpus(write_jsonl(tmp_path / "drops.jsonl", rows))
     assert len(corpus) == 1
     assert corpus.dropped == {
-        "failed encode (exit_status != 0)": 1,
+        "failed encode (exit_status != 0)": 2,
         "vmaf_score missing or not finite": 1,
         "vmaf_score outside [0, 100]": 1,
         "feature missing or not finite": 1,
