@@ -435,7 +435,10 @@ def tune(
     corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
     prior: str = typer.Option("auto", help="Teacher prior, as for frgb fit."),
     seed: int = typer.Option(0, help="Random seed."),
-    report: Optional[Path] = typer.Option(None, help="Write the Markdown table of every candidate here."),
+    report: Optional[Path] = typer.Option(
+        None, help="Write the Markdown table of every candidate here (also runs the search without the prior, "
+        "for comparison)."
+    ),
 ) -> None:
     """Search LightGBM settings by leave-one-source-out (one fit per candidate and source) and
     print the setting that lowers held-out RMSE most without making any source worse than the
@@ -466,7 +469,11 @@ def tune(
         typer.echo(f"chosen: {best.params}  LOSO RMSE {best.rmse:.4f}  PLCC {best.plcc:.5f}  "
                    f"codec-blind RMSE {best.blind_rmse:.4f}")
         if report:
-            atomic_write(report, report_markdown(result, rows, "frgb " + " ".join(sys.argv[1:])).encode())
+            with progress_bar("candidates without the prior") as bar:
+                steps.clear()
+                plain = run_tune(rows, options, None, on_step=on_step)
+            text = report_markdown(result, rows, "frgb " + " ".join(sys.argv[1:]), plain)
+            atomic_write(report, text.encode())
             typer.echo(f"report -> {report}")
     except FrgbError as e:
         fail(str(e))

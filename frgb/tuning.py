@@ -23,11 +23,11 @@ from frgb.model import DEFAULT_TREES
 from frgb.training import FitOptions, design_matrix, fit_model
 
 SEARCH = {
-    "learning_rate": (0.03, 0.1),
-    "num_leaves": (4, 8, 15),
-    "min_child_samples": (20, 60),
+    "learning_rate": (0.02, 0.05, 0.1),
+    "num_leaves": (2, 4, 8, 15),
+    "min_child_samples": (40, 120),
 }
-TREE_COUNTS = (0, 25, 50, 100, 200, 400)
+TREE_COUNTS = (0, 10, 25, 50, 100, 200, 400)
 #: VMAF by which a held-out source may get worse than the prior alone and still be "no harm".
 HARM_TOLERANCE = 0.05
 

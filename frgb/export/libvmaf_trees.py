@@ -16,7 +16,7 @@ Two ways to evaluate the trees from those indicators (Hummingbird's two families
   threshold and children, GatherND the row's value, step left or right. Cost per row:
   depth x trees gathers.
 
-`auto` picks `gemm` for small trees and `traversal` for deep ones (see `choose_strategy`).
+`auto` picks `gemm` unless the trees are very large (see `choose_strategy`).
 
 Missing values: NaN in the codec block (the only input that reaches the trees and not the
 prior) makes `right` NaN and the score NaN; the tests pin this.
@@ -36,6 +36,8 @@ SATURATE = np.float32(2.0**75)
 #: matrix of about this many rows, so a single row costs few GEMM calls (measured in
 #: benchmarks/bench_graphs.py).
 GROUP_SPLITS = 32
+#: Largest tree (in splits) that `auto` evaluates with GEMM.
+MAX_GEMM_SPLITS = 64
 #: Threshold of padding and leaf nodes: every finite or infinite input goes the same way.
 PAD_THRESHOLD = np.float32(np.finfo(np.float32).max)
 
@@ -99,10 +101,11 @@ def trees_of(booster) -> list[Tree]:
 
 
 def choose_strategy(trees: list[Tree]) -> Strategy:
-    """GEMM costs splits x leaves per tree, traversal costs depth gathers per tree; measured
-    (benchmarks/bench_graphs.py), GEMM wins while splits x leaves stays small."""
-    splits = max(t.n_splits for t in trees)
-    return Strategy.GEMM if splits * (splits + 1) <= 256 else Strategy.TRAVERSAL
+    """GEMM's path matrix grows with splits x leaves per tree, traversal's cost with depth.
+    Measured (benchmarks/bench_graphs.py, reports/graphs.md), GEMM was faster in single-row
+    latency and in throughput for every model size frgb fits (up to 200 trees of 15 leaves);
+    traversal is kept for trees so large that their path matrices would not be small."""
+    return Strategy.GEMM if max(t.n_splits for t in trees) <= MAX_GEMM_SPLITS else Strategy.TRAVERSAL
 
 
 class _Emitter:
