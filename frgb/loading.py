@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 import polars as pl
 
-from frgb.contract import FEATURES, canonical_encoder, codec_blocks
+from frgb.contract import FEATURES, codec_blocks
 from frgb.errors import FrgbError
 
 BLOCK_BYTES = 16 << 20

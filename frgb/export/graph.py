@@ -22,7 +22,7 @@ from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
 import frgb.export.teacher_onnx  # noqa: F401  (registers the teacher's converter)
-from frgb.contract import FEATURES, INPUT_CODEC, INPUT_FEATURES, OPSET, OUTPUT_SCORE, SCORE_RANGE
+from frgb.contract import INPUT_CODEC, INPUT_FEATURES, OPSET, OUTPUT_SCORE, SCORE_RANGE
 from frgb.errors import FrgbError
 from frgb.export.thresholds import raw_domain_booster
 from frgb.export.trees_onnx import TARGETS, RawTrees
