@@ -25,7 +25,7 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def provenance(corpus: Path, grid: Path, command: str, seconds: float | None) -> str:
+def provenance(corpus: Path, grid: Path, command: str, seconds: float | None, note: str = "") -> str:
     rows = _rows(corpus)
     ok = [r for r in rows if r.get("exit_status") == 0]
     failed = Counter(r.get("error", "unknown") for r in rows if r.get("exit_status") != 0)
@@ -56,6 +56,7 @@ def provenance(corpus: Path, grid: Path, command: str, seconds: float | None) ->
         f"Grid: [`{grid}`]({Path('..') / grid}) (sources, encoders, presets, CRFs; QP for libvvenc)."
         + (f" Wall time of the build: {seconds / 60:.1f} min on this 2-core machine with `--jobs 2`." if seconds else "")
         + f" Summed encode + score time of the rows: {sum(r.get('encode_time_ms', 0) + r.get('score_time_ms', 0) for r in ok) / 60000:.1f} min.",
+        *(["", note] if note else []),
         "",
         f"Tools: ffmpeg `{first['ffmpeg_version']}` from the PyPI wheel imageio-ffmpeg (static build with libvmaf "
         f"`{first.get('vmaf_binary_version')}`); encoder libraries: "
@@ -117,8 +118,9 @@ def main() -> None:
     parser.add_argument("grid", type=Path)
     parser.add_argument("--command", required=True, help="The exact command that built the corpus.")
     parser.add_argument("--seconds", type=float, help="Wall time of the build.")
+    parser.add_argument("--note", default="", help="A paragraph to add under 'How it was made'.")
     args = parser.parse_args()
-    print(provenance(args.corpus, args.grid, args.command, args.seconds), end="")
+    print(provenance(args.corpus, args.grid, args.command, args.seconds, args.note), end="")
 
 
 if __name__ == "__main__":
