@@ -64,6 +64,14 @@ def fit_model(corpus: Corpus, options: FitOptions, prior: str | None) -> FrgbReg
     return model.fit(design_matrix(corpus), corpus.target)
 
 
+def _display_path(path: Path) -> str:
+    """The shipped corpus by its repository path (the same in every checkout); others as given."""
+    from frgb.loading import SHIPPED_CORPUS
+
+    shipped = Path(path).resolve() == SHIPPED_CORPUS
+    return str(SHIPPED_CORPUS.relative_to(SHIPPED_CORPUS.parent.parent)) if shipped else str(path)
+
+
 @dataclass
 class FitReport:
     """What `frgb fit` did, for printing or as JSON."""
@@ -126,7 +134,7 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
     provenance = {
         "trainer": "frgb fit",
         "argv": list(argv or []),
-        "corpus_path": str(corpus_path),
+        "corpus_path": _display_path(corpus_path),
         "corpus_sha256": corpus.sha256,
         "targets": list(targets),
         "options": asdict(options),

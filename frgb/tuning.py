@@ -11,6 +11,7 @@ prior. The eligible candidate with the lowest mean RMSE over sources wins.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -122,7 +123,7 @@ def report_markdown(tuning: Tuning, corpus: Corpus, command: str, baseline: Tuni
     lines = [
         "# Choosing the default LightGBM settings",
         "",
-        f"Leave-one-source-out on `{corpus.path}` ({len(corpus)} rows, {len(set(corpus.group.tolist()))} sources), "
+        f"Leave-one-source-out on `{os.path.relpath(corpus.path)}` ({len(corpus)} rows, {len(set(corpus.group.tolist()))} sources), "
         f"teacher prior `{tuning.prior}`, trees fitted on the residual (with codec-blind copies of every row). "
         "Figures are means over the held-out sources. A setting is eligible only if no held-out source gets "
         f"more than {HARM_TOLERANCE} VMAF worse than the prior alone and the codec-blind vector stays at least as "
