@@ -96,16 +96,17 @@ def binomial_tolerance(level: float, n: int) -> float:
 
 def test_coverage_on_held_out_rows_is_the_level_within_binomial_noise(small_corpus):
     """The conformal machinery on exchangeable rows: with rows dealt at random into 5 folds (so a
-    fold is no different from the rest), held-out coverage must be the level within 3 binomial
-    standard deviations of n rows (0.044 at 0.9 for 424 rows), plus 1/(n_cal+1) above, which
-    is what the finite-sample quantile adds."""
+    fold is no different from the rest), held-out coverage must not fall below the level by more
+    than 3 binomial standard deviations of n rows (0.044 at 0.9 for 424 rows): that is the
+    guarantee. Above, cross-conformal calibration is conservative (fold models see fewer rows
+    than the exported ones, so their scores are larger), so the upper limit only asks that the
+    interval still misses at least half as often as the level allows."""
     corpus = small_corpus.subset(np.ones(len(small_corpus), dtype=bool))
     corpus.group = np.random.default_rng(1).permutation(len(corpus)) % 5
     corpus.source = corpus.group.astype(str)
     pred = out_of_fold_intervals(corpus, lambda part: fit_intervals(part, OPTIONS, "vmaf_v0.6.1", LEVEL))
     inside = (corpus.target >= pred.lower) & (corpus.target <= pred.upper)
-    tolerance = binomial_tolerance(LEVEL, len(corpus))
-    assert LEVEL - tolerance <= inside.mean() <= LEVEL + tolerance + 1 / (len(corpus) * 3 / 5 + 1), inside.mean()
+    assert LEVEL - binomial_tolerance(LEVEL, len(corpus)) <= inside.mean() <= LEVEL + (1 - LEVEL) / 2, inside.mean()
 
 
 def test_coverage_on_held_out_sources_is_near_the_level(small_corpus):
