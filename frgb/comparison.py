@@ -10,6 +10,7 @@ The standard contenders:
     trees   the same trees fitted on the score itself (prior=None)
     prior   the teacher alone, no training (`VmafTeacher().fit().predict(features)`)
     mlp     the fr_regressor_v2-shaped MLP baseline (frgb.baseline)
+and, for the report, `prior+mlp` (the prior with the MLP on its residual) and the monotone flips.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class PriorAlone:
 
 def frgb_contender(name: str, options: FitOptions, prior: str | None) -> Contender:
     what = f"prior {prior} + residual trees" if prior else "LightGBM on the score (no prior)"
+    if options.trees:
+        what += f", settings {options.trees}"
     if options.monotone:
         what += ", monotone constraints"
     return Contender(name, what, lambda part: fit_model(part, options, prior))
@@ -63,15 +66,18 @@ def prior_contender(prior: str) -> Contender:
     return Contender("prior", f"teacher prior {prior} alone (no training)", lambda part: PriorAlone(prior))
 
 
-def mlp_contender(options: FitOptions, max_iter: int = MAX_ITER) -> Contender:
+def mlp_contender(options: FitOptions, max_iter: int = MAX_ITER, prior: str | None = None) -> Contender:
+    """The MLP baseline; with `prior`, the second baseline: the prior + the MLP on its residual."""
     epochs: list[int] = []
 
     def fit(part: Corpus) -> MlpBaseline:
-        model = MlpBaseline(codec_blind=options.codec_blind, max_iter=max_iter, seed=options.seed)
+        model = MlpBaseline(codec_blind=options.codec_blind, max_iter=max_iter, seed=options.seed, prior=prior)
         model.fit(design_matrix(part), part.target)
         epochs.append(model.n_iter_)
         return model
 
+    if prior:
+        return Contender("prior+mlp", f"prior {prior} + the MLP on the residual (second baseline)", fit, epochs)
     return Contender("mlp", "MLP baseline (fr_regressor_v2 shape, frgb.baseline)", fit, epochs)
 
 
@@ -84,14 +90,15 @@ def standard_contenders(options: FitOptions, prior: str | None, mlp_max_iter: in
     return out + [mlp_contender(options, mlp_max_iter)]
 
 
-def monotone_contenders(options: FitOptions, prior: str | None) -> list[Contender]:
-    """frgb and trees-alone with the monotone setting flipped: the other arm of the experiment."""
+def residual_mlp_contenders(options: FitOptions, prior: str | None, mlp_max_iter: int = MAX_ITER) -> list[Contender]:
+    """The second baseline (prior + MLP on the residual), where there is a prior."""
+    return [mlp_contender(options, mlp_max_iter, prior)] if prior else []
+
+
+def monotone_flip(name: str, options: FitOptions, prior: str | None) -> Contender:
+    """Contender `name` with the monotone setting flipped: the other arm of the experiment."""
     flipped = replace(options, monotone=not options.monotone)
-    suffix = "monotone" if flipped.monotone else "unconstrained"
-    out = [frgb_contender(f"frgb {suffix}", flipped, prior)]
-    if prior:
-        out.append(frgb_contender(f"trees {suffix}", flipped, None))
-    return out
+    return frgb_contender(f"{name} {'monotone' if flipped.monotone else 'unconstrained'}", flipped, prior)
 
 
 @dataclass
