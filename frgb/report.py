@@ -9,7 +9,7 @@ each returns a matplotlib Figure (Agg backend, no display needed).
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,12 +22,13 @@ import numpy as np  # noqa: E402
 from frgb.artifacts import atomic_write  # noqa: E402
 from frgb.baseline import ACTIVATION, HIDDEN_LAYERS, MAX_ITER, PATIENCE  # noqa: E402
 from frgb.comparison import (  # noqa: E402
-    Comparison, compare, monotone_contenders, standard_contenders,
+    Comparison, compare, frgb_contender, monotone_flip, residual_mlp_contenders, standard_contenders,
 )
 from frgb.contract import CODEC_BLOCK_LAYOUT, FEATURES  # noqa: E402
 from frgb.loading import Corpus, load_corpus  # noqa: E402
 from frgb.model import MONOTONE_FEATURES, N_FEATURES, FrgbRegressor  # noqa: E402
 from frgb.training import FitOptions, choose_prior, design_matrix  # noqa: E402
+from frgb.tuning import SEARCH, TREE_COUNTS, tune  # noqa: E402
 
 #: The report's Markdown file, inside the output folder.
 REPORT_NAME = "evaluation.md"
@@ -36,7 +37,16 @@ FIGURES = "figures"
 #: Edges of the VMAF bands in the error-against-range figure and table.
 VMAF_BANDS = (0, 20, 40, 60, 70, 80, 90, 95, 100)
 #: Colours of the models in every figure.
-MODEL_COLOURS = {"frgb": "#1f77b4", "prior": "#7f7f7f", "trees": "#2ca02c", "mlp": "#d62728"}
+MODEL_COLOURS = {"frgb": "#1f77b4", "prior": "#7f7f7f", "trees tuned": "#2ca02c", "trees": "#bcbd22",
+                 "mlp": "#d62728", "prior+mlp": "#9467bd"}
+#: The models in the tables, in order (those a comparison has).
+TABLE_MODELS = ("frgb", "prior", "trees tuned", "trees", "mlp", "prior+mlp")
+#: The models in the scatter and box plots (trees with the residual's settings would only flatten them).
+FIGURE_MODELS = ("frgb", "prior", "trees tuned", "mlp")
+#: The models in the error-against-range figure.
+RANGE_MODELS = FIGURE_MODELS + ("prior+mlp",)
+#: The models in the residual box plots: the close contenders (trees alone would set the scale).
+BOX_MODELS = ("frgb", "prior", "mlp", "prior+mlp")
 #: Input names for the importance figure: the six features, then the codec slots.
 INPUT_NAMES = list(FEATURES) + [s.replace("encoder_onehot[", "").rstrip("]") for s in CODEC_BLOCK_LAYOUT]
 #: Step (in feature standard deviations) of the monotonicity probe.
@@ -210,18 +220,18 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
 # ---------------------------------------------------------------------------------------- checks
 
 
-def monotonicity_violations(predict: Callable[[np.ndarray], np.ndarray], corpus: Corpus) -> float:
-    """Share of (row, constrained feature) pairs where raising that feature by PROBE_STEP of its
+def monotonicity_violations(predict: Callable[[np.ndarray], np.ndarray], corpus: Corpus) -> dict[str, float]:
+    """For each constrained feature, the share of rows where raising it by PROBE_STEP of its
     standard deviation lowers the prediction by more than 0.01 VMAF (all else equal)."""
     X = design_matrix(corpus)
     base = predict(X)
     constrained = [i for i, d in enumerate(MONOTONE_FEATURES[:N_FEATURES]) if d > 0 and FEATURES[i] != "motion2"]
-    falls = []
+    falls = {}
     for i in constrained:
         up = X.copy()
         up[:, i] += PROBE_STEP * corpus.features[:, i].std()
-        falls.append(predict(up) < base - 0.01)
-    return float(np.mean(falls))
+        falls[FEATURES[i]] = float(np.mean(predict(up) < base - 0.01))
+    return falls
 
 
 # ---------------------------------------------------------------------------------------- markdown
@@ -265,15 +275,17 @@ def _versus(result: Comparison, a: str, b: str) -> list[str]:
     w = {m: result.wins(a, b, m) for m in ("plcc", "srocc", "rmse")}
     lost = [s for s in result.folds if sa["per_source"][s]["rmse"] > sb["per_source"][s]["rmse"]]
     enc_lost = [e for e in sa["per_encoder"] if sa["per_encoder"][e]["rmse"] > sb["per_encoder"][e]["rmse"]]
-    better = lambda x, y, hi: (x > y) if hi else (x < y)
     verdict = ("higher" if ma["plcc"] > mb["plcc"] else "lower" if ma["plcc"] < mb["plcc"] else "equal")
     lines = [
+        f"**{a} against {b}**",
+        "",
         f"- Mean LOSO PLCC: {a} {_f(ma['plcc'], 5)}, {b} {_f(mb['plcc'], 5)} ({a} {verdict}); "
         f"mean RMSE: {a} {_f(ma['rmse'], 3)}, {b} {_f(mb['rmse'], 3)} "
-        f"({a} {'lower' if better(ma['rmse'], mb['rmse'], False) else 'not lower'}).",
-        f"- Per held-out source, {a} against {b}: RMSE {w['rmse']['wins']} won / {w['rmse']['losses']} lost, "
-        f"PLCC {w['plcc']['wins']} won / {w['plcc']['losses']} lost / {w['plcc']['ties']} tied (4 decimals), "
-        f"SROCC {w['srocc']['wins']} won / {w['srocc']['losses']} lost / {w['srocc']['ties']} tied.",
+        f"({a} {'lower' if ma['rmse'] < mb['rmse'] else 'not lower'}).",
+        f"- Per held-out source: RMSE {w['rmse']['wins']} won / {w['rmse']['losses']} lost, "
+        f"PLCC {w['plcc']['wins']} won / {w['plcc']['losses']} lost / {w['plcc']['ties']} tied, "
+        f"SROCC {w['srocc']['wins']} won / {w['srocc']['losses']} lost / {w['srocc']['ties']} tied "
+        "(a tie: the two differ by less than 5e-5).",
         f"- Sources where {b} has the lower RMSE: {_list([f'`{s}`' for s in lost])}.",
         f"- Encoders (pooled over sources) where {b} has the lower RMSE: {_list([f'`{e}`' for e in enc_lost])}.",
     ]
@@ -281,6 +293,7 @@ def _versus(result: Comparison, a: str, b: str) -> list[str]:
 
 
 def _per_source(result: Comparison, names: list[str]) -> list[str]:
+    """PLCC, SROCC and RMSE of `names` per held-out source, with the mean and pooled rows."""
     header = ["held-out source", "n"] + [f"{n} {m}" for n in names for m in ("PLCC", "SROCC", "RMSE")]
     rows = []
     for source in result.folds:
@@ -296,6 +309,17 @@ def _per_source(result: Comparison, names: list[str]) -> list[str]:
     pooled = [result.summary(n)["pooled"] for n in names]
     rows.append(["**pooled**", pooled[0]["n"], *[c for m in pooled for c in _metrics(m)]])
     return _table(header, rows)
+
+
+def _per_source_rmse(result: Comparison, names: list[str]) -> list[str]:
+    """RMSE of every model per held-out source (the lowest in bold)."""
+    rows = []
+    for source in result.folds:
+        rmse = [result.summary(n)["per_source"][source]["rmse"] for n in names]
+        best = int(np.argmin(rmse))
+        rows.append([f"`{source}`", *[f"**{_f(v, 3)}**" if k == best else _f(v, 3) for k, v in enumerate(rmse)]])
+    rows.append(["**mean over sources**", *[_f(result.summary(n)["mean_over_sources"]["rmse"], 3) for n in names]])
+    return _table(["held-out source", *[f"{n} RMSE" for n in names]], rows)
 
 
 def _per_encoder(result: Comparison, names: list[str]) -> list[str]:
@@ -342,13 +366,14 @@ def _residual_section(result: Comparison) -> list[str]:
     return lines + [""]
 
 
-def _monotone_section(result: Comparison, options: FitOptions, violations: dict[str, float]) -> list[str]:
-    pairs = []
-    for base in ("frgb", "trees"):
-        other = [n for n in result.names if n.startswith(base + " ")]
-        if base in result.predictions and other:
-            on, off = (other[0], base) if options.monotone is False else (base, other[0])
-            pairs.append((base, on, off))
+def _share(falls: dict[str, float] | None) -> str:
+    return "-" if not falls else f"{100 * np.mean(list(falls.values())):.2f} %"
+
+
+def _monotone_section(result: Comparison, pairs: list[tuple[str, str]], options: FitOptions,
+                      violations: dict[str, dict[str, float]]) -> list[str]:
+    """`pairs`: (model, the same model with the monotone setting flipped)."""
+    pairs = [(base, flip, base) if flip.endswith("monotone") else (base, base, flip) for base, flip in pairs]
     if not pairs:
         return []
     rows = []
@@ -357,13 +382,13 @@ def _monotone_section(result: Comparison, options: FitOptions, violations: dict[
             s = result.summary(name)
             rows.append([f"{base} ({label})", *_metrics(s["mean_over_sources"]), _f(s["pooled"]["rmse"], 3),
                          _f(s["codec_blind"]["mean_over_sources"]["rmse"], 3),
-                         f"{100 * violations[name]:.2f} %" if name in violations else "-"])
-    for name in ("prior", "mlp"):
+                         _share(violations.get(name))])
+    for name in ("prior", "mlp", "prior+mlp"):
         if name in result.predictions:
             s = result.summary(name)
             rows.append([name, *_metrics(s["mean_over_sources"]), _f(s["pooled"]["rmse"], 3),
                          _f(s["codec_blind"]["mean_over_sources"]["rmse"], 3),
-                         f"{100 * violations[name]:.2f} %" if name in violations else "-"])
+                         _share(violations.get(name))])
     lines = _table(["model", "mean PLCC", "mean SROCC", "mean RMSE", "pooled RMSE", "codec-blind RMSE",
                     "probes where raising a feature lowers the score"], rows)
     verdicts = []
@@ -377,6 +402,13 @@ def _monotone_section(result: Comparison, options: FitOptions, violations: dict[
                         f"({_f(unc['rmse'], 3)} -> {_f(mon['rmse'], 3)}), PLCC {_f(unc['plcc'], 5)} -> "
                         f"{_f(mon['plcc'], 5)}; per source the constrained model has the lower RMSE on "
                         f"{w['wins']} of {sum(w.values())} folds.")
+    if "prior" in violations:
+        per = violations["prior"]
+        falls = ", ".join(f"{f} {100 * v:.1f} %" for f, v in per.items())
+        verdicts.append(f"- The teacher itself is not monotone in every constrained feature: raising one feature "
+                        f"lowers the prior's score on this share of rows: {falls}. Constraints on the residual "
+                        "trees cannot make frgb monotone where the teacher is not, and a constraint that the "
+                        "target does not obey can only cost accuracy.")
     default = "monotone" if options.monotone else "unconstrained"
     verdict = favours.get("frgb", "neither")
     if verdict == "neither":
@@ -424,9 +456,9 @@ def _bands_table(result: Comparison, names: list[str]) -> list[str]:
 
 
 def render(result: Comparison, options: FitOptions, prior: str | None, figures: dict[str, str],
-           violations: dict[str, float], epochs: list[int], mlp_max_iter: int, command: str,
-           bench: str | None) -> str:
-    names = [n for n in ("frgb", "prior", "trees", "mlp") if n in result.predictions]
+           violations: dict[str, float], pairs: list[tuple[str, str]], epochs: list[int], mlp_max_iter: int,
+           command: str, bench: str | None) -> str:
+    names = [n for n in TABLE_MODELS if n in result.predictions]
     corpus = result.corpus
     lines = [
         "# frgb evaluation: leave-one-source-out, against the MLP baseline",
@@ -446,6 +478,10 @@ def render(result: Comparison, options: FitOptions, prior: str | None, figures: 
         lines += _versus(result, "frgb", "mlp") + [""]
     if "prior" in names:
         lines += _versus(result, "frgb", "prior") + [""]
+    if "prior+mlp" in names:
+        lines += _versus(result, "frgb", "prior+mlp") + [""]
+    if "trees tuned" in names:
+        lines += _versus(result, "frgb", "trees tuned") + [""]
     lines += [
         "Models:",
         "",
@@ -453,7 +489,11 @@ def render(result: Comparison, options: FitOptions, prior: str | None, figures: 
         "(settings from `frgb.model.DEFAULT_TREES`) on the residual, trained with codec-blind copies of every row.",
         "- **prior**: the VMAF model's own SVR on the six features (`VmafTeacher().fit().predict(features)`), "
         "no training at all.",
-        "- **trees**: the same LightGBM pipeline fitted on the score itself (`prior=None`).",
+        "- **trees tuned**: the same LightGBM pipeline fitted on the score itself (`prior=None`), with the settings "
+        "`frgb tune`'s search picks without the prior (`frgb.tuning.tune(..., prior=None)`, run by this report): "
+        "frgb without its prior, fairly tuned.",
+        "- **trees**: what `frgb fit --prior none` trains: the same, with `DEFAULT_TREES`, which were chosen for "
+        "the residual (few, small steps) and fit the whole score poorly.",
         f"- **mlp**: the `fr_regressor_v2`-shaped baseline (`frgb.baseline`): standardised features concatenated "
         f"with the codec block, hidden layers {HIDDEN_LAYERS}, **{ACTIVATION}** activation, one output, Adam on "
         "the squared error, seed fixed, target standardised (`TransformedTargetRegressor`), early stopping "
@@ -461,12 +501,17 @@ def render(result: Comparison, options: FitOptions, prior: str | None, figures: 
         "trained on the same rows as frgb (codec-blind copies included) and clipped to [0, 100] like frgb. "
         + (f"Per fold it trained for {min(epochs)} to {max(epochs)} epochs (median {int(np.median(epochs))}); "
            f"{sum(e >= mlp_max_iter for e in epochs)} of {len(epochs)} folds reached the cap." if epochs else ""),
+        "- **prior+mlp** (second baseline): the prior plus the same MLP fitted on its residual instead of the "
+        "score: the prior with a smooth learner on the residual instead of trees.",
         "",
         "## Leave-one-source-out, per held-out source",
         "",
-        "The lowest RMSE of each row is in bold.",
+        "frgb against the MLP baseline on each fold (the lower RMSE in bold):",
         "",
-        *_per_source(result, names),
+        *_per_source(result, [n for n in ("frgb", "mlp") if n in names]),
+        "RMSE of every model on each fold (the lowest in bold):",
+        "",
+        *_per_source_rmse(result, names),
         "## Per encoder (out-of-fold predictions pooled over sources)",
         "",
         *_per_encoder(result, names),
@@ -476,6 +521,9 @@ def render(result: Comparison, options: FitOptions, prior: str | None, figures: 
         "## Figures",
         "",
         f"![Predicted against measured VMAF]({figures['scatter']})",
+        "",
+        "The box plots show the models within a VMAF point of each other (trees without the prior are in the "
+        "scatter and the tables: their spread would set the scale).",
         "",
         f"![Residuals per encoder]({figures['by_encoder']})",
         "",
@@ -500,9 +548,9 @@ def render(result: Comparison, options: FitOptions, prior: str | None, figures: 
         "constraints apply to the residual trees only, so the sum is monotone only as far as the SVR is. The last "
         f"column probes the models fitted on the whole corpus: for every row and each of the five constrained "
         f"features, the feature is raised by {PROBE_STEP} of its standard deviation and a fall of more than 0.01 "
-        "VMAF is counted.",
+        "VMAF is counted (share over rows and the five features).",
         "",
-        *_monotone_section(result, options, violations),
+        *_monotone_section(result, pairs, options, violations),
         "## Fit cost",
         "",
     ]
@@ -521,31 +569,48 @@ def render(result: Comparison, options: FitOptions, prior: str | None, figures: 
 def build_report(corpus_path: Path, out: Path, options: FitOptions, mlp_max_iter: int = MAX_ITER,
                  bench: Path | None = None, command: str = "frgb report",
                  on_fold: Callable[[int, int, str], None] = lambda i, n, note: None) -> Report:
-    """Cross-validate every model, fit the full-corpus models, draw the figures, write the Markdown."""
+    """Cross-validate every model, fit the full-corpus models, draw the figures, write the Markdown.
+
+    Trees without the prior run twice: with frgb's defaults (what `frgb fit --prior none` trains;
+    they were chosen for the residual) and with the settings `frgb tune` picks without the prior."""
     corpus = load_corpus(corpus_path)
     prior = choose_prior(corpus, options.prior).model
-    contenders = standard_contenders(options, prior, mlp_max_iter) + monotone_contenders(options, prior)
-    result = compare(corpus, contenders, on_fold)
-    names = [n for n in ("frgb", "prior", "trees", "mlp") if n in result.predictions]
+    n_search = int(np.prod([len(v) for v in SEARCH.values()])) if prior else 0
+    n_folds = len(set(corpus.group.tolist()))
+    contenders = standard_contenders(options, prior, mlp_max_iter) + residual_mlp_contenders(options, prior, mlp_max_iter)
+    flips = [monotone_flip("frgb", options, prior)]
+    if prior:
+        plain = tune(corpus, replace(options, prior="none"), None, SEARCH, TREE_COUNTS,
+                     on_step=lambda i, n: i < n and on_fold(i, n_search + n_folds * (len(contenders) + 3),
+                                                             f"settings without the prior: {i + 1}/{n}"))
+        plain_options = replace(options, prior="none", trees=dict(plain.best.params))
+        contenders.insert(3, frgb_contender("trees tuned", plain_options, None))
+        flips.append(monotone_flip("trees tuned", plain_options, None))
+    contenders += flips
+    result = compare(corpus, contenders, lambda i, n, note: on_fold(n_search + i, n_search + n, note))
+    pairs = [(c.name.rsplit(" ", 1)[0], c.name) for c in flips]
 
     full = {c.name: c.fit(corpus) for c in contenders}  # every model once more, on the whole corpus
     violations = {name: monotonicity_violations(model.predict, corpus) for name, model in full.items()}
+    names = [n for n in FIGURE_MODELS if n in result.predictions]
+    boxed = [n for n in BOX_MODELS if n in result.predictions]
 
     figures_dir = out / FIGURES
     figures_dir.mkdir(parents=True, exist_ok=True)
     trees_models = {"frgb residual trees" if prior else "frgb trees": full["frgb"]}
     if prior:
-        trees_models["trees alone (no prior)"] = full["trees"]
+        trees_models["trees tuned (no prior)"] = full["trees tuned"]
     drawn = {
         "scatter": save_figure(scatter_figure(result, names), figures_dir / "predicted_vs_vmaf.png"),
-        "by_encoder": save_figure(residuals_by_encoder_figure(result, names), figures_dir / "residuals_by_encoder.png"),
-        "by_source": save_figure(residuals_by_source_figure(result, names), figures_dir / "residuals_by_source.png"),
-        "by_range": save_figure(error_by_range_figure(result, names), figures_dir / "error_by_vmaf_range.png"),
+        "by_encoder": save_figure(residuals_by_encoder_figure(result, boxed), figures_dir / "residuals_by_encoder.png"),
+        "by_source": save_figure(residuals_by_source_figure(result, boxed), figures_dir / "residuals_by_source.png"),
+        "by_range": save_figure(error_by_range_figure(result, [n for n in RANGE_MODELS if n in result.predictions]),
+                                figures_dir / "error_by_vmaf_range.png"),
         "importance": save_figure(importance_figure(trees_models, corpus), figures_dir / "importance_shap.png"),
     }
     links = {k: f"{FIGURES}/{p.name}" for k, p in drawn.items()}
     bench_text = bench.read_text() if bench is not None and bench.is_file() else None
-    text = render(result, options, prior, links, violations, result.logs.get("mlp", []), mlp_max_iter,
+    text = render(result, options, prior, links, violations, pairs, result.logs.get("mlp", []), mlp_max_iter,
                   command, bench_text)
     markdown = out / REPORT_NAME
     atomic_write(markdown, text.encode())
