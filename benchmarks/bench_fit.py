@@ -6,7 +6,8 @@
 Corpora of 10^5 and 10^6 rows are made by resampling the shipped rows with small jitter
 (features x (1 + 0.2 % noise), score + 0.05 VMAF noise; codec block and source kept). Every
 measurement runs in a fresh child process, so the peak resident memory (ru_maxrss of that child
-alone, via os.wait4) is per run and includes the interpreter, the libraries and the data:
+alone, via os.wait4) is per run and includes the interpreter, the libraries and the data (for
+the fit rows: the arrays, not the JSONL reading):
 
     frgb   frgb.training.fit_model: what `frgb fit` fits (prior + trees, codec-blind copies)
     mlp    frgb.baseline.MlpBaseline on the same rows (codec-blind copies included)
@@ -15,8 +16,8 @@ alone, via os.wait4) is per run and includes the interpreter, the libraries and 
            source on top
 
 The median of --runs runs is printed (--big-runs for corpora of 10^6 rows and more). Each
-child may use at most --memory-limit GiB of address space: a run that needs more fails with
-"out of memory" instead of starving the machine.
+child may use at most --memory-limit GiB of address space (a run that needs more fails with
+"out of memory" instead of starving the machine) and --timeout seconds (then "over N s").
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import statistics
 import sys
 import tempfile
@@ -94,10 +96,10 @@ def child(kind: str, data: Path) -> None:
     print(json.dumps({"seconds": time.perf_counter() - started}))
 
 
-def run_kind(kind: str, rows_label: str, argv: list[str], runs: int, limit: float) -> dict:
+def run_kind(kind: str, rows_label: str, argv: list[str], runs: int, limit: float, timeout: float) -> dict:
     results = []
     for _ in range(runs):
-        r = measure_reaped(argv, limit)
+        r = measure_reaped(argv, limit, timeout)
         results.append(r)
         if not r["ok"]:
             break
@@ -110,8 +112,9 @@ def run_kind(kind: str, rows_label: str, argv: list[str], runs: int, limit: floa
             "peak_mib": statistics.median(r["peak_mib"] for r in ok)}
 
 
-def measure_reaped(argv: list[str], limit_gib: float) -> dict:
-    """`measure`, reaping the child with os.wait4 so that its own peak RSS is known."""
+def measure_reaped(argv: list[str], limit_gib: float, timeout: float) -> dict:
+    """Run argv in a forked child capped at `limit_gib` of address space and killed after `timeout`
+    seconds; reap it with os.wait4 so that its own peak RSS is known."""
     def cap():
         limit = int(limit_gib * (1 << 30))
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -128,7 +131,15 @@ def measure_reaped(argv: list[str], limit_gib: float) -> dict:
                 os.execv(argv[0], argv)
             finally:
                 os._exit(127)
-        _, status, usage = os.wait4(pid, 0)
+        while True:
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                break
+            if time.perf_counter() - started > timeout:
+                os.kill(pid, signal.SIGKILL)
+                _, status, usage = os.wait4(pid, 0)
+                return {"ok": False, "error": f"over {timeout:.0f} s", "wall": timeout, "peak_mib": usage.ru_maxrss / 1024}
+            time.sleep(0.2)
         wall = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
@@ -178,6 +189,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--big-runs", type=int, default=1, help="runs for corpora of 10^6 rows or more")
     parser.add_argument("--memory-limit", type=float, default=12.0, help="GiB of address space per child")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds before a run is stopped")
     parser.add_argument("--out", type=Path, help="also write the table (with the command) to this file")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "NPZ"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -198,7 +210,7 @@ def main() -> None:
             runs = args.big_runs if n >= 1_000_000 else args.runs
             for kind in kinds:
                 r = run_kind(kind, label, [sys.executable, __file__, "--child", kind, str(data)], runs,
-                             args.memory_limit)
+                             args.memory_limit, args.timeout)
                 results.append(r)
                 print(json.dumps(r), file=sys.stderr, flush=True)
             if args.cli:
@@ -206,7 +218,7 @@ def main() -> None:
                 write_jsonl(corpus, jsonl)
                 frgb = str(Path(sys.executable).with_name("frgb"))
                 r = run_kind("cli", label, [frgb, "fit", "--corpus", str(jsonl), "--out", str(Path(tmp) / "out"),
-                                            "--no-cv"], runs, args.memory_limit)
+                                            "--no-cv"], runs, args.memory_limit, args.timeout)
                 r["seconds"] = r.get("wall", r.get("seconds"))
                 results.append(r)
                 print(json.dumps(r), file=sys.stderr, flush=True)
