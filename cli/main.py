@@ -204,7 +204,8 @@ def evaluate(
     min_plcc: Optional[float] = typer.Option(None, help="Exit with status 1 if PLCC is below this gate."),
     intervals: list[float] = typer.Option(
         [], metavar="LEVEL", help="No MODEL: measure the interval model of frgb fit --intervals LEVEL "
-        "leave-one-source-out (coverage, width, per encoder and source); repeatable. --loso may be given too."
+        "leave-one-source-out (coverage, width, per encoder and source); repeatable. --loso may be given too; "
+        "--prior, --codec-blind, --monotone and --seed apply as they do to --loso."
     ),
     report: Optional[Path] = typer.Option(None, help="With --intervals: also write the Markdown report here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -238,7 +239,7 @@ def evaluate(
         if model is not None:
             fail("--intervals fits and measures interval models leave-one-source-out; to score an interval "
                  "graph, give only MODEL")
-        return _eval_intervals(corpus, intervals, report, as_json)
+        return _eval_intervals(corpus, _fit_options(prior, codec_blind, monotone, seed), intervals, report, as_json)
     if loso:
         if model is not None:
             fail("give either a MODEL.onnx to score or --loso, not both")
@@ -314,7 +315,8 @@ def _echo_intervals(figures: dict, label: str = "interval") -> None:
     typer.echo(f"codec-blind   coverage {blind['coverage']:.3f}  mean width {blind['mean_width']:.3f}")
 
 
-def _eval_intervals(corpus: Optional[Path], levels: list[float], report: Optional[Path], as_json: bool) -> None:
+def _eval_intervals(corpus: Optional[Path], options, levels: list[float], report: Optional[Path],
+                    as_json: bool) -> None:
     """frgb eval --intervals: leave-one-source-out coverage of interval models at each level."""
     from frgb.artifacts import atomic_write
     from frgb.intervals import evaluate_loso, report_markdown
@@ -323,9 +325,13 @@ def _eval_intervals(corpus: Optional[Path], levels: list[float], report: Optiona
 
     from cli.progress import progress_bar
 
+    default = FitOptions()
+    flags = [f"--{k.replace('_', '-')} {getattr(options, k)}" for k in ("prior", "seed")
+             if getattr(options, k) != getattr(default, k)]
+    flags += [f"--{'' if getattr(options, k) else 'no-'}{k.replace('_', '-')}" for k in ("codec_blind", "monotone")
+              if getattr(options, k) != getattr(default, k)]
     try:
         rows = load_corpus(corpus or _default_corpus())
-        options = FitOptions()
         with progress_bar("leave-one-source-out") as bar:
             started = []
 
@@ -339,7 +345,7 @@ def _eval_intervals(corpus: Optional[Path], levels: list[float], report: Optiona
             result = evaluate_loso(rows, options, choose_prior(rows, options.prior).model, levels, on_fold=on_fold)
             bar.advance("done")
         if report:
-            command = " ".join(["frgb eval", *(f"--intervals {level:g}" for level in levels),
+            command = " ".join(["frgb eval", *(f"--intervals {level:g}" for level in levels), *flags,
                                 *([f"--corpus {corpus}"] if corpus else []), f"--report {report}"])
             atomic_write(report, report_markdown(result, command).encode())
     except FrgbError as e:
