@@ -432,7 +432,7 @@ def check(
             typer.echo(f"  - {problem}")
         typer.echo("libvmaf       " + ("loadable" if report.libvmaf_loadable else "NOT loadable"))
         for op, n in report.offending_ops.items():
-            typer.echo(f"  - {op} x{n} is not on the allowlist")
+            typer.echo(f"  - {op} x{n}: not allowed by libvmaf's loader (default-domain allowlist only)")
     raise typer.Exit(code=report.exit_code)
 
 

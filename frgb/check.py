@@ -139,5 +139,8 @@ def check_model(path: str | Path, allowlist: Path | None = None) -> CheckReport:
         for node in _nodes(model.graph)
         if node.domain not in ("", "ai.onnx") or node.op_type not in allowed
     )
+    for opset in model.opset_import:  # a declared foreign domain, even unused, is not default-only
+        if opset.domain not in ("", "ai.onnx"):
+            bad[f"{opset.domain} (opset import)"] += 1
     report.offending_ops = dict(sorted(bad.items()))
     return report

@@ -165,15 +165,19 @@ def to_onnx(graph, target: str = "onnxml", strategy: str = "auto") -> onnx.Model
     )
     proto.graph.name = GRAPH_NAME
     proto.doc_string = ""
-    _sort_opsets(proto)
+    _tidy_opsets(proto)
     _check_opset(proto)
     return proto
 
 
-def _sort_opsets(proto: onnx.ModelProto) -> None:
-    """skl2onnx lists the opset imports in set order, which follows Python's string hashing and
-    so changes from one process to the next: sort them, so that the bytes do not."""
-    opsets = sorted((o.domain, o.version) for o in proto.opset_import)
+def _tidy_opsets(proto: onnx.ModelProto) -> None:
+    """Keep the opset imports of the domains the nodes use (the default domain always), sorted.
+
+    skl2onnx declares `ai.onnx.ml` even when no node uses it, which a strict loader may refuse,
+    and lists imports in set order, which follows Python's string hashing and so changes from
+    one process to the next: sorting keeps the bytes the same."""
+    used = {node.domain or "" for node in proto.graph.node} | {""}
+    opsets = sorted((o.domain, o.version) for o in proto.opset_import if (o.domain or "") in used)
     del proto.opset_import[:]
     for domain, version in opsets:
         proto.opset_import.add(domain=domain, version=version)

@@ -82,7 +82,9 @@ def parity(graph: Graph | IntervalGraph, proto_bytes: bytes, corpus: Corpus) -> 
         want = graph.outputs(block[:, :N_FEATURES], block[:, N_FEATURES:])
         if len(got) != len(want):
             raise FrgbError(f"the graph has {len(got)} outputs, its Python reference {len(want)}")
-        worst = max(worst, *(np.max(np.abs(g.astype(np.float64) - w)) for g, w in zip(got, want)))
+        for g, w in zip(got, want):
+            diff = np.abs(g.astype(np.float64) - w)
+            worst = max(worst, np.inf if np.isnan(diff).any() else float(diff.max()))  # NaN never passes
     return float(worst), len(rows), len(probe)
 
 
