@@ -12,8 +12,9 @@ the fit rows: the arrays, not the JSONL reading):
     frgb   frgb.training.fit_model: what `frgb fit` fits (prior + trees, codec-blind copies)
     mlp    frgb.baseline.MlpBaseline on the same rows (codec-blind copies included)
     cli    with --cli: `frgb fit --no-cv` end to end (load JSONL, fit, export both targets with
-           their parity checks); `frgb fit` with its default cross-validation adds one fit per
-           source on top
+           their parity checks)
+    cv     with --cli: `frgb fit` as it runs by default, with its leave-one-source-out
+           cross-validation (one more fit per source)
 
 The median of --runs runs is printed (--big-runs for corpora of 10^6 rows and more). Each
 child may use at most --memory-limit GiB of address space (a run that needs more fails with
@@ -165,10 +166,13 @@ def table(results: list[dict], sizes: list[tuple[str, int]], kinds: list[str]) -
             return "-"
         if "error" in r:
             return r["error"] if key == "seconds" else (f"{r['peak_mib']:.0f}" if r.get("peak_mib") else "-")
-        return f"{r[key]:.1f}" if key == "seconds" else f"{r[key]:.0f}"
+        if key != "seconds":
+            return f"{r[key]:.0f}"
+        return f"{r[key]:.2f}" if r[key] < 10 else f"{r[key]:.1f}"
 
     labels = {"frgb": ("frgb fit s", "frgb peak MiB"), "mlp": ("MLP fit s", "MLP peak MiB"),
-              "cli": ("`frgb fit --no-cv` s", "`frgb fit --no-cv` peak MiB")}
+              "cli": ("`frgb fit --no-cv` s", "`frgb fit --no-cv` peak MiB"),
+              "cv": ("`frgb fit` s", "`frgb fit` peak MiB")}
     header = ["rows"] + [h for k in kinds for h in labels[k]]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for label, n in sizes:
@@ -185,7 +189,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=REPO / "data" / "corpus.jsonl")
     parser.add_argument("--sizes", default="shipped,100000,1000000")
     parser.add_argument("--kinds", default="frgb,mlp", help="comma-separated: frgb, mlp")
-    parser.add_argument("--cli", action="store_true", help="also time `frgb fit --no-cv` end to end")
+    parser.add_argument("--cli", action="store_true", help="also time `frgb fit --no-cv` and `frgb fit` end to end")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--big-runs", type=int, default=1, help="runs for corpora of 10^6 rows or more")
     parser.add_argument("--memory-limit", type=float, default=12.0, help="GiB of address space per child")
@@ -217,21 +221,24 @@ def main() -> None:
                 jsonl = Path(tmp) / f"{label}.jsonl"
                 write_jsonl(corpus, jsonl)
                 frgb = str(Path(sys.executable).with_name("frgb"))
-                r = run_kind("cli", label, [frgb, "fit", "--corpus", str(jsonl), "--out", str(Path(tmp) / "out"),
-                                            "--no-cv"], runs, args.memory_limit, args.timeout)
-                r["seconds"] = r.get("wall", r.get("seconds"))
-                results.append(r)
-                print(json.dumps(r), file=sys.stderr, flush=True)
+                for kind, extra in (("cli", ["--no-cv"]), ("cv", [])):
+                    r = run_kind(kind, label, [frgb, "fit", "--corpus", str(jsonl), "--out", str(Path(tmp) / "out"),
+                                               *extra], runs, args.memory_limit, args.timeout)
+                    r["seconds"] = r.get("wall", r.get("seconds"))
+                    results.append(r)
+                    print(json.dumps(r), file=sys.stderr, flush=True)
                 jsonl.unlink()
             data.unlink()
-    text = table(results, sizes, kinds + (["cli"] if args.cli else []))
+    text = table(results, sizes, kinds + (["cli", "cv"] if args.cli else []))
     command = "python benchmarks/bench_fit.py " + " ".join(sys.argv[1:])
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         note = (f"`{command.strip()}` on {os.cpu_count()} cores; median of {args.runs} runs "
                 f"({args.big_runs} for 10^6 rows); seconds of the fit alone for frgb and MLP, wall seconds of the "
-                "whole command for `frgb fit --no-cv`; peak = the child process's maximum resident set.")
+                "whole command for `frgb fit --no-cv` and `frgb fit` (load the JSONL, fit, cross-validate by source "
+                "unless --no-cv, export both targets with their parity checks); peak = the child process's "
+                "maximum resident set.")
         args.out.write_text(note + "\n\n" + text + "\n")
 
 

@@ -57,6 +57,8 @@ def frgb_contender(name: str, options: FitOptions, prior: str | None) -> Contend
     what = f"prior {prior} + residual trees" if prior else "LightGBM on the score (no prior)"
     if options.trees:
         what += f", settings {options.trees}"
+    elif not prior:
+        what += ", DEFAULT_TREES (chosen for the residual)"
     if options.monotone:
         what += ", monotone constraints"
     return Contender(name, what, lambda part: fit_model(part, options, prior))

@@ -55,6 +55,8 @@ PROBE_STEP = 0.05
 
 @dataclass
 class Report:
+    """What `build_report` wrote, and the comparison it measured."""
+
     markdown: Path
     figures: list[Path]
     comparison: Comparison
