@@ -8,6 +8,7 @@ the same process, round after round, so that ratios hold on a noisy machine. Gra
 
 - frgb onnxml:  <model-dir>/frgb.onnx (ai.onnx.ml TreeEnsembleRegressor + prior)
 - frgb libvmaf: <model-dir>/frgb_libvmaf.onnx, and the same model compiled with each strategy
+- trees only:   the same tree settings fitted without the prior (shows what the prior costs)
 - MLP (random): inputs 6 + 8, two hidden layers of 16 with GELU, one output (random weights)
 - MLP (published): shared/anchors/fr_regressor_v2.onnx, fed its own 14-wide codec block
 """
@@ -108,9 +109,13 @@ def graphs(model_dir: Path) -> dict[str, tuple[bytes, int]]:
 
     found = {"frgb onnxml": ((model_dir / "frgb.onnx").read_bytes(), 8),
              "frgb libvmaf (shipped)": ((model_dir / "frgb_libvmaf.onnx").read_bytes(), 8)}
-    model = fit_model(load_corpus(SHIPPED_CORPUS), FitOptions(), "vmaf_v0.6.1")
+    corpus = load_corpus(SHIPPED_CORPUS)
+    model = fit_model(corpus, FitOptions(), "vmaf_v0.6.1")
     for strategy in ("gemm", "traversal"):
         found[f"frgb libvmaf {strategy}"] = (to_onnx(Graph(model), "libvmaf", strategy).SerializeToString(), 8)
+    plain = fit_model(corpus, FitOptions(prior="none"), None)  # same tree settings, no prior: its cost
+    for target in ("onnxml", "libvmaf"):
+        found[f"trees only, no prior ({target})"] = (to_onnx(Graph(plain), target).SerializeToString(), 8)
     found["MLP 6+8 -> 16 -> 16 -> 1 (random)"] = (mlp_graph(), 8)
     if ANCHOR.is_file():
         found["MLP published fr_regressor_v2 (14-wide codec)"] = (ANCHOR.read_bytes(), 14)

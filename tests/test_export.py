@@ -92,3 +92,31 @@ def test_nan_features_give_nan_scores_in_both_graphs(fitted):
     codec = np.array([[1, 0, 0, 0, 0, 0, 5 / 9, 23 / 63]])
     for target in TARGETS:
         assert np.isnan(run_graph(to_onnx(Graph(fitted), target), features, codec)).all()
+
+
+@pytest.mark.parametrize("strategy", ["gemm", "traversal"])
+def test_libvmaf_split_is_exact_for_the_smallest_float32_differences(strategy):
+    """A split at 1e-35 (LightGBM's zero threshold) between inputs that differ from it by a
+    subnormal amount, and at 0: the compiled comparison sends each input where LightGBM does."""
+    import lightgbm as lgb
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    from frgb.export.trees_onnx import RawTrees
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.integers(0, 2, 400).astype(float), rng.normal(size=400)])
+    booster = lgb.train({"objective": "regression", "num_leaves": 4, "verbose": -1, "min_data_in_leaf": 5},
+                        lgb.Dataset(X, X[:, 0] * 10 + (X[:, 1] > 0)), num_boost_round=3)
+    trees = RawTrees(booster)
+    proto = convert_sklearn(trees, initial_types=[("x", FloatTensorType([None, 2]))],
+                            options={id(trees): {"target": "libvmaf", "strategy": strategy}},
+                            target_opset={"": 17, "ai.onnx.ml": 3})
+    t = np.float32(1.0000000180025095e-35)
+    tiny = np.float32(np.finfo(np.float32).smallest_subnormal)
+    values = [0.0, -0.0, tiny, -tiny, t, np.nextafter(t, np.float32(0)), np.nextafter(t, np.float32(1)), 1.0]
+    rows = np.array([[v, w] for v in values for w in (-tiny, 0.0, tiny, 0.5)], dtype=np.float32)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": rows})[0].ravel()
+    want = booster.predict(rows.astype(np.float64))
+    assert np.max(np.abs(got - want)) <= 1e-5

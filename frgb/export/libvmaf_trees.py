@@ -1,25 +1,28 @@
 """LightGBM trees compiled to the default-domain ops that libvmaf's DNN loader accepts.
 
 There is no Less/Greater/Equal/Where on libvmaf's allowlist, so a split `x <= t` is computed
-from arithmetic that is exact in float32: `right = Clip((x - t) * 2^75 * 2^75, 0, 1)`. The
-difference of two float32 values is never rounded to the wrong sign, and scaling by 2^150
-lifts even the smallest subnormal difference (2^-149) above 1, so `right` is exactly 0 or 1.
-(Two multiplications, because 2^150 itself overflows float32.)
+from arithmetic that is exact in float32: `right = Clip((x * 2^75 - t * 2^75) * 2^75, 0, 1)`.
+Multiplying by a power of two is exact (inputs below 9e15), the difference of two float32
+values is never rounded to the wrong sign, and the total scaling by 2^150 lifts even the
+smallest subnormal difference (2^-149) to 2, so `right` is exactly 0 or 1. (2^150 itself
+overflows float32, hence two factors: the input is scaled once per row, the thresholds are
+stored scaled.)
 
 Two ways to evaluate the trees from those indicators (Hummingbird's two families):
 
-- `gemm`: every split of every tree at once, then a GEMM with a path matrix A (splits x
-  leaves; +1 where the leaf lies right of the split, -1 where left): the one leaf whose path
-  matches has `right @ A + 1 - n_right = 1`, every other leaf <= 0, and Relu keeps only it.
-  Small trees are packed block-diagonally, a few per GEMM.
+- `gemm`: every split of every tree at once (one Gemm selects each split's input column and
+  subtracts its threshold), then a GEMM with a path matrix A (splits x leaves; +1 where the
+  leaf lies right of the split, -1 where left): the one leaf whose path matches has
+  `right @ A + 1 - n_right = 1`, every other leaf <= 0, and Relu keeps only it. Small trees
+  are packed block-diagonally, a few per GEMM; the bias rides on an always-true split.
 - `traversal`: all trees walk down together, one level per step: Gather the node's feature,
   threshold and children, GatherND the row's value, step left or right. Cost per row:
   depth x trees gathers.
 
 `auto` picks `gemm` unless the trees are very large (see `choose_strategy`).
 
-Missing values: NaN in the codec block (the only input that reaches the trees and not the
-prior) makes `right` NaN and the score NaN; the tests pin this.
+Missing values: NaN (or an infinite value) in any input makes the score NaN; the tests pin
+this for NaN.
 """
 
 from __future__ import annotations
@@ -127,55 +130,73 @@ class _Emitter:
         return out
 
     def go_right(self, x: str, threshold: str) -> str:
-        """1.0 where x > threshold, 0.0 where x <= threshold (exact)."""
-        diff = self.node("Sub", [x, threshold], "diff")
-        big = self.const("saturate", np.array(SATURATE))
-        scaled = self.node("Mul", [self.node("Mul", [diff, big], "scaled"), big], "scaled")
+        """1.0 where x > threshold, 0.0 where x <= threshold (exact), for x and threshold both
+        already multiplied by 2^75 (see `scaled_input` and `scaled_thresholds`)."""
+        return self.saturate(self.node("Sub", [x, threshold], "diff"))
+
+    def saturate(self, diff: str) -> str:
+        """Clip(diff * 2^75, 0, 1) of a difference already scaled by 2^75: exactly 0 or 1."""
+        scaled = self.node("Mul", [diff, self.const("saturate", np.array(SATURATE))], "scaled")
         zero, one = self.const("zero", np.array(np.float32(0))), self.const("one", np.array(np.float32(1)))
         return self.node("Clip", [scaled, zero, one], "right")
 
+    def scaled_input(self, x: str) -> str:
+        return self.node("Mul", [x, self.const("saturate", np.array(SATURATE))], "x_scaled")
 
-def _gemm(e: _Emitter, x: str, trees: list[Tree], out: str) -> None:
+
+def scaled_thresholds(threshold) -> np.ndarray:
+    """Thresholds times 2^75 (exact: a power of two), padding kept at the float32 maximum."""
+    t = np.asarray(threshold, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        return np.where(t == PAD_THRESHOLD, PAD_THRESHOLD, t * SATURATE).astype(np.float32)
+
+
+def _gemm(e: _Emitter, x: str, n_features: int, trees: list[Tree], out: str) -> None:
     n_split = max(1, max(t.n_splits for t in trees))
     n_leaf = max(len(t.leaf_value) for t in trees)
     group = max(1, GROUP_SPLITS // n_split)  # trees per GEMM: block-diagonal path matrix
     n_groups = -(-len(trees) // group)
-    n_trees = n_groups * group  # padded with empty trees, whose leaves are never chosen
-    feature = np.zeros((n_trees, n_split), dtype=np.int64)
-    threshold = np.full((n_trees, n_split), PAD_THRESHOLD, dtype=np.float32)
-    paths = np.zeros((n_groups, group * n_split, group * n_leaf), dtype=np.float32)
-    bias = np.full((n_groups, 1, group * n_leaf), -1.0, dtype=np.float32)
-    values = np.zeros((n_groups, group * n_leaf, 1), dtype=np.float32)
+    width = group * n_split + 1  # splits per group, the last one always true (carries the bias)
+    select = np.zeros((n_groups, width, n_features), dtype=np.float32)
+    offset = np.zeros((n_groups, width), dtype=np.float32)  # -threshold * 2^75
+    offset[:, :-1] = -PAD_THRESHOLD  # padding splits; their path coefficients are all 0
+    offset[:, -1] = SATURATE  # (0 + 2^75) * 2^75 overflows to inf: Clip makes it exactly 1
+    paths = np.zeros((n_groups, group * n_leaf, width), dtype=np.float32)
+    paths[:, :, -1] = -1.0  # padding leaves: never chosen
+    values = np.zeros((n_groups, 1, group * n_leaf), dtype=np.float32)
     for k, tree in enumerate(trees):
         g, rows, cols = k // group, (k % group) * n_split, (k % group) * n_leaf
-        feature[k, : tree.n_splits] = tree.feature
-        threshold[k, : tree.n_splits] = tree.threshold.astype(np.float32)
-        values[g, cols : cols + len(tree.leaf_value), 0] = tree.leaf_value
+        select[g, rows + np.arange(tree.n_splits), tree.feature] = 1.0
+        offset[g, rows : rows + tree.n_splits] = -scaled_thresholds(tree.threshold)
+        values[g, 0, cols : cols + len(tree.leaf_value)] = tree.leaf_value
         if tree.n_splits == 0:
-            bias[g, 0, cols] = 1.0
+            paths[g, cols, -1] = 1.0
             continue
 
         def walk(node: int, path: list[tuple[int, float]]) -> None:
             if node < 0:
                 leaf = cols + ~node
                 for split, sign in path:
-                    paths[g, rows + split, leaf] = sign
-                bias[g, 0, leaf] = 1.0 - sum(sign > 0 for _, sign in path)
+                    paths[g, leaf, rows + split] = sign
+                paths[g, leaf, -1] = 1.0 - sum(sign > 0 for _, sign in path)
                 return
             walk(tree.left[node], path + [(node, -1.0)])
             walk(tree.right[node], path + [(node, 1.0)])
 
         walk(0, [])
-    picked = e.node("Gather", [x, e.const("split_feature", feature.ravel())], "picked", axis=1)
-    right = e.go_right(picked, e.const("split_threshold", threshold.ravel()))
-    # Group-major (groups, rows, splits): one GEMM per group of trees over all rows.
-    shape = np.array([-1, n_groups, group * n_split], dtype=np.int64)
-    per_row = e.node("Reshape", [right, e.const("shape", shape)], "per_row")
+    # (rows, splits) = 2^75 * X @ select^T - 2^75 * threshold: one Gemm picks every split's input
+    # and subtracts its threshold. The product is exact (one 1 per row of `select`, the rest 0;
+    # inputs must be finite, as 0 * inf is NaN) and the subtraction rounds once, keeping the sign.
+    # Then per group of trees (groups, rows, splits) @ (groups, splits, leaves): the path score.
+    diff = e.node("Gemm", [x, e.const("select", select.reshape(-1, n_features)), e.const("offset", offset.reshape(-1))],
+                  "diff", alpha=float(SATURATE), transB=1)
+    right = e.saturate(diff)
+    per_row = e.node("Reshape", [right, e.const("shape", np.array([-1, n_groups, width], dtype=np.int64))], "per_row")
     per_group = e.node("Transpose", [per_row], "per_group", perm=[1, 0, 2])
-    score = e.node("Add", [e.node("MatMul", [per_group, e.const("paths", paths)], "path_score"),
-                           e.const("leaf_bias", bias)], "leaf_score")
-    chosen = e.node("Relu", [score], "chosen")
-    group_values = e.node("MatMul", [chosen, e.const("leaf_value", values)], "group_value")
+    paths_rm = np.ascontiguousarray(paths.transpose(0, 2, 1))
+    chosen = e.node("Relu", [e.node("MatMul", [per_group, e.const("paths", paths_rm)], "leaf_score")], "chosen")
+    group_values = e.node("MatMul", [chosen, e.const("leaf_value", np.ascontiguousarray(values.transpose(0, 2, 1)))],
+                          "group_value")
     e.node("ReduceSum", [group_values, e.const("group_axis", np.array([0], dtype=np.int64))], "trees",
            output=out, keepdims=0)
 
@@ -202,13 +223,13 @@ def _traversal(e: _Emitter, x: str, trees: list[Tree], out: str) -> None:
     depth = max(t.depth() for t in trees)
     left_f = np.array(left, dtype=np.float32)
     f_feature = e.const("node_feature", np.array(feature, dtype=np.int64))
-    f_threshold = e.const("node_threshold", np.array(threshold, dtype=np.float32))
+    f_threshold = e.const("node_threshold", scaled_thresholds(threshold))
     f_left = e.const("node_left", left_f)
     f_step = e.const("node_step", np.array(right, dtype=np.float32) - left_f)
     # Level 0: every row starts at the roots, whose features are known constants.
     roots = np.array(roots, dtype=np.int64)
     picked = e.node("Gather", [x, e.const("root_feature", np.array(feature, dtype=np.int64)[roots])], "picked", axis=1)
-    right0 = e.go_right(picked, e.const("root_threshold", np.array(threshold, dtype=np.float32)[roots]))
+    right0 = e.go_right(picked, e.const("root_threshold", scaled_thresholds(threshold)[roots]))
     step0 = e.node("Mul", [right0, e.const("root_step", (np.array(right, dtype=np.float32) - left_f)[roots])], "step")
     node = e.node("Cast", [e.node("Add", [step0, e.const("root_left", left_f[roots])], "nodef")], "node",
                   to=TensorProto.INT64)
@@ -230,5 +251,8 @@ def convert_libvmaf_trees(scope, operator, container, strategy: str = "auto") ->
     chosen = Strategy(strategy)
     if chosen is Strategy.AUTO:
         chosen = choose_strategy(trees)
-    build = _gemm if chosen is Strategy.GEMM else _traversal
-    build(_Emitter(scope, container), operator.inputs[0].full_name, trees, operator.outputs[0].full_name)
+    emitter, x = _Emitter(scope, container), operator.inputs[0]
+    if chosen is Strategy.GEMM:
+        _gemm(emitter, x.full_name, x.type.shape[1], trees, operator.outputs[0].full_name)
+    else:
+        _traversal(emitter, emitter.scaled_input(x.full_name), trees, operator.outputs[0].full_name)
