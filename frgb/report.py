@@ -410,7 +410,7 @@ def _monotone_section(result: Comparison, pairs: list[tuple[str, str]], options:
         verdicts.append(f"- The teacher itself is not monotone in every constrained feature: raising one feature "
                         f"lowers the prior's score on this share of rows: {falls}. Constraints on the residual "
                         "trees cannot make frgb monotone where the teacher is not, and a constraint that the "
-                        "target does not obey can only cost accuracy.")
+                        "target does not obey usually costs accuracy.")
     default = "monotone" if options.monotone else "unconstrained"
     verdict = favours.get("frgb", "neither")
     if verdict == "neither":
