@@ -58,7 +58,7 @@ def frgb_contender(name: str, options: FitOptions, prior: str | None) -> Contend
     if options.trees:
         what += f", settings {options.trees}"
     elif not prior:
-        what += ", DEFAULT_TREES (chosen for the residual)"
+        what += ", PLAIN_TREES (frgb tune --prior none)"
     if options.monotone:
         what += ", monotone constraints"
     return Contender(name, what, lambda part: fit_model(part, options, prior))

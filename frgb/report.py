@@ -22,13 +22,12 @@ import numpy as np  # noqa: E402
 from frgb.artifacts import atomic_write  # noqa: E402
 from frgb.baseline import ACTIVATION, HIDDEN_LAYERS, MAX_ITER, PATIENCE  # noqa: E402
 from frgb.comparison import (  # noqa: E402
-    Comparison, compare, frgb_contender, monotone_flip, residual_mlp_contenders, standard_contenders,
+    Comparison, compare, monotone_flip, residual_mlp_contenders, standard_contenders,
 )
 from frgb.contract import CODEC_BLOCK_LAYOUT, FEATURES  # noqa: E402
 from frgb.loading import Corpus, load_corpus  # noqa: E402
 from frgb.model import MONOTONE_FEATURES, N_FEATURES, FrgbRegressor  # noqa: E402
 from frgb.training import FitOptions, choose_prior, design_matrix  # noqa: E402
-from frgb.tuning import SEARCH, TREE_COUNTS, tune  # noqa: E402
 
 #: The report's Markdown file, inside the output folder.
 REPORT_NAME = "evaluation.md"
@@ -37,12 +36,12 @@ FIGURES = "figures"
 #: Edges of the VMAF bands in the error-against-range figure and table.
 VMAF_BANDS = (0, 20, 40, 60, 70, 80, 90, 95, 100)
 #: Colours of the models in every figure.
-MODEL_COLOURS = {"frgb": "#1f77b4", "prior": "#7f7f7f", "trees tuned": "#2ca02c", "trees": "#bcbd22",
+MODEL_COLOURS = {"frgb": "#1f77b4", "prior": "#7f7f7f", "trees": "#2ca02c",
                  "mlp": "#d62728", "prior+mlp": "#9467bd"}
 #: The models in the tables, in order (those a comparison has).
-TABLE_MODELS = ("frgb", "prior", "trees tuned", "trees", "mlp", "prior+mlp")
+TABLE_MODELS = ("frgb", "prior", "trees", "mlp", "prior+mlp")
 #: The models in the scatter and box plots (trees with the residual's settings would only flatten them).
-FIGURE_MODELS = ("frgb", "prior", "trees tuned", "mlp")
+FIGURE_MODELS = ("frgb", "prior", "trees", "mlp")
 #: The models in the error-against-range figure.
 RANGE_MODELS = FIGURE_MODELS + ("prior+mlp",)
 #: The models in the residual box plots: the close contenders (trees alone would set the scale).
@@ -482,8 +481,8 @@ def render(result: Comparison, options: FitOptions, prior: str | None, figures: 
         lines += _versus(result, "frgb", "prior") + [""]
     if "prior+mlp" in names:
         lines += _versus(result, "frgb", "prior+mlp") + [""]
-    if "trees tuned" in names:
-        lines += _versus(result, "frgb", "trees tuned") + [""]
+    if "trees" in names:
+        lines += _versus(result, "frgb", "trees") + [""]
     lines += [
         "Models:",
         "",
@@ -491,11 +490,9 @@ def render(result: Comparison, options: FitOptions, prior: str | None, figures: 
         "(settings from `frgb.model.DEFAULT_TREES`) on the residual, trained with codec-blind copies of every row.",
         "- **prior**: the VMAF model's own SVR on the six features (`VmafTeacher().fit().predict(features)`), "
         "no training at all.",
-        "- **trees tuned**: the same LightGBM pipeline fitted on the score itself (`prior=None`), with the settings "
-        "`frgb tune`'s search picks without the prior (`frgb.tuning.tune(..., prior=None)`, run by this report): "
-        "frgb without its prior, fairly tuned.",
-        "- **trees**: what `frgb fit --prior none` trains: the same, with `DEFAULT_TREES`, which were chosen for "
-        "the residual (few, small steps) and fit the whole score poorly.",
+        "- **trees**: what `frgb fit --prior none` trains: the same LightGBM pipeline fitted on the score itself, "
+        "with the settings `frgb tune --prior none` chose (`frgb.model.PLAIN_TREES`): frgb without its prior, "
+        "fairly tuned.",
         f"- **mlp**: the `fr_regressor_v2`-shaped baseline (`frgb.baseline`): standardised features concatenated "
         f"with the codec block, hidden layers {HIDDEN_LAYERS}, **{ACTIVATION}** activation, one output, Adam on "
         "the squared error, seed fixed, target standardised (`TransformedTargetRegressor`), early stopping "
@@ -573,23 +570,15 @@ def build_report(corpus_path: Path, out: Path, options: FitOptions, mlp_max_iter
                  on_fold: Callable[[int, int, str], None] = lambda i, n, note: None) -> Report:
     """Cross-validate every model, fit the full-corpus models, draw the figures, write the Markdown.
 
-    Trees without the prior run twice: with frgb's defaults (what `frgb fit --prior none` trains;
-    they were chosen for the residual) and with the settings `frgb tune` picks without the prior."""
+    "trees" is what `frgb fit --prior none` trains (frgb.model.PLAIN_TREES)."""
     corpus = load_corpus(corpus_path)
     prior = choose_prior(corpus, options.prior).model
-    n_search = int(np.prod([len(v) for v in SEARCH.values()])) if prior else 0
-    n_folds = len(set(corpus.group.tolist()))
     contenders = standard_contenders(options, prior, mlp_max_iter) + residual_mlp_contenders(options, prior, mlp_max_iter)
     flips = [monotone_flip("frgb", options, prior)]
     if prior:
-        plain = tune(corpus, replace(options, prior="none"), None, SEARCH, TREE_COUNTS,
-                     on_step=lambda i, n: i < n and on_fold(i, n_search + n_folds * (len(contenders) + 3),
-                                                             f"settings without the prior: {i + 1}/{n}"))
-        plain_options = replace(options, prior="none", trees=dict(plain.best.params))
-        contenders.insert(3, frgb_contender("trees tuned", plain_options, None))
-        flips.append(monotone_flip("trees tuned", plain_options, None))
+        flips.append(monotone_flip("trees", replace(options, prior="none"), None))
     contenders += flips
-    result = compare(corpus, contenders, lambda i, n, note: on_fold(n_search + i, n_search + n, note))
+    result = compare(corpus, contenders, on_fold)
     pairs = [(c.name.rsplit(" ", 1)[0], c.name) for c in flips]
 
     full = {c.name: c.fit(corpus) for c in contenders}  # every model once more, on the whole corpus
@@ -601,7 +590,7 @@ def build_report(corpus_path: Path, out: Path, options: FitOptions, mlp_max_iter
     figures_dir.mkdir(parents=True, exist_ok=True)
     trees_models = {"frgb residual trees" if prior else "frgb trees": full["frgb"]}
     if prior:
-        trees_models["trees tuned (no prior)"] = full["trees tuned"]
+        trees_models["trees (no prior)"] = full["trees"]
     drawn = {
         "scatter": save_figure(scatter_figure(result, names), figures_dir / "predicted_vs_vmaf.png"),
         "by_encoder": save_figure(residuals_by_encoder_figure(result, boxed), figures_dir / "residuals_by_encoder.png"),

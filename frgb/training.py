@@ -23,7 +23,7 @@ class FitOptions:
     """What `frgb fit` (and every fold of `frgb eval --loso`) trains."""
 
     prior: str = "auto"  # auto (from the corpus's vmaf_model), a built-in name, a model path, or none
-    trees: dict = field(default_factory=dict)  # LightGBM overrides of frgb.model.DEFAULT_TREES
+    trees: dict = field(default_factory=dict)  # LightGBM overrides of frgb.model.default_trees(prior)
     codec_blind: bool = True
     monotone: bool = False
     seed: int = 0

@@ -20,7 +20,7 @@ import numpy as np
 from frgb.evaluation import blind_matrix
 from frgb.loading import Corpus
 from frgb.metrics import by_group
-from frgb.model import DEFAULT_TREES
+from frgb.model import default_trees
 from frgb.training import FitOptions, design_matrix, fit_model
 
 SEARCH = {
@@ -90,7 +90,7 @@ def tune(corpus: Corpus, options: FitOptions, prior: str | None, search: dict = 
             folds = by_group(pred[k], corpus.target, corpus.source)
             blind_folds = by_group(blind[k], corpus.target, corpus.source)
             cand = Candidate(
-                params={**DEFAULT_TREES, **params, "n_estimators": k} if k else {"n_estimators": 0},
+                params={**default_trees(prior), **params, "n_estimators": k} if k else {"n_estimators": 0},
                 rmse=_mean(folds, "rmse"), plcc=_mean(folds, "plcc"), blind_rmse=_mean(blind_folds, "rmse"),
                 per_source_rmse={s: m["rmse"] for s, m in folds.items()},
             )
@@ -145,5 +145,6 @@ def report_markdown(tuning: Tuning, corpus: Corpus, command: str, baseline: Tuni
     if baseline is not None and baseline.best is not None:
         b = baseline.best
         lines += ["", f"Without the prior (plain LightGBM on the score, same search), the best setting was {b.params}: "
-                  f"LOSO RMSE {b.rmse:.4f}, PLCC {b.plcc:.5f}."]
+                  f"LOSO RMSE {b.rmse:.4f}, PLCC {b.plcc:.5f}. It is the default of `frgb fit --prior none` "
+                  "(`frgb.model.PLAIN_TREES`)."]
     return "\n".join(lines) + "\n"

@@ -8,11 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from frgb import report as report_module
 from frgb.baseline import ACTIVATION, HIDDEN_LAYERS, MlpBaseline
 from frgb.comparison import Contender, compare, frgb_contender, mlp_contender
 from frgb.loading import load_corpus
-from frgb.model import DEFAULT_TREES
+from frgb.model import DEFAULT_TREES, PLAIN_TREES
 from frgb.training import FitOptions, design_matrix
 from tests.conftest import write_jsonl
 
@@ -120,8 +119,7 @@ def test_eval_refuses_a_model_and_loso_together(tmp_path):
 def test_report_writes_markdown_and_every_png_it_links(small_corpus_path, tmp_path, monkeypatch):
     # speed: the report, not the models, is under test
     monkeypatch.setitem(DEFAULT_TREES, "n_estimators", 20)
-    monkeypatch.setattr(report_module, "SEARCH", {"learning_rate": (0.1,), "num_leaves": (4, 8)})
-    monkeypatch.setattr(report_module, "TREE_COUNTS", (0, 20))
+    monkeypatch.setitem(PLAIN_TREES, "n_estimators", 20)
     (tmp_path / "bench_fit.md").write_text("| rows | frgb fit s |\n|---|---:|\n| 1 | 0.1 |\n")
     result = runner.invoke(app, ["report", "--corpus", str(small_corpus_path), "--out", str(tmp_path),
                                  "--mlp-max-iter", str(FAST_MLP)])
