@@ -86,3 +86,26 @@ def test_rerunning_the_recorded_grid_on_one_source_reproduces_its_scores(ffmpeg,
         original = shipped[(row["encoder"], row["preset"], row["crf"])]
         assert row["src_sha256"] == original["src_sha256"]
         assert abs(row["vmaf_score"] - original["vmaf_score"]) <= 0.5, (row["encoder"], row["crf"])
+
+
+def test_a_failed_encode_is_recorded_with_its_reason(ffmpeg, tmp_path):
+    out = tmp_path / "failed.jsonl"
+    result = CliRunner().invoke(app, ["corpus", "--source", "lavfi:testsrc2@160x90", "--duration", "0.4",
+                                      "--encoder", "libx264:no-such-preset:30", "--out", str(out)])
+    assert result.exit_code == 0 and "1 failed" in result.output, result.output
+    (row,) = rows(out)
+    assert row["exit_status"] != 0 and row["error"] and row["vmaf_score"] is None
+
+
+def test_a_raw_yuv_file_is_a_source(ffmpeg, tmp_path):
+    from frgb.corpus.ffmpeg import run
+
+    raw = tmp_path / "clip.yuv"
+    run(ffmpeg, ["-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=160x96:rate=25", "-t", "0.4",
+                 "-pix_fmt", "yuv420p", "-f", "rawvideo", str(raw)])
+    out = tmp_path / "raw.jsonl"
+    result = CliRunner().invoke(app, ["corpus", "--source", str(raw), "--raw-size", "160x96", "--raw-fps", "25",
+                                      "--encoder", "libx264:veryfast:30", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = rows(out)
+    assert (row["width"], row["height"], row["exit_status"]) == (160, 96, 0) and row["vmaf_score"] > 50

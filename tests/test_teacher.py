@@ -50,3 +50,24 @@ def test_4k_model_loads_and_differs():
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(FrgbError, match="not a built-in"):
         VmafTeacher("vmaf_v9").fit()
+
+
+def test_prior_follows_the_corpus_and_rows_of_another_model_are_counted(tmp_path):
+    import json
+
+    from frgb.loading import load_corpus
+    from frgb.training import choose_prior
+    from tests.conftest import shipped_rows, write_jsonl
+
+    rows = [r for r in shipped_rows() if r["exit_status"] == 0][:30]
+    for r in rows[:10]:
+        r["vmaf_model"] = "vmaf_4k_v0.6.1"
+    corpus = load_corpus(write_jsonl(tmp_path / "mixed.jsonl", rows))
+    auto = choose_prior(corpus, "auto")
+    assert auto.model == "vmaf_v0.6.1" and auto.other_rows == 10 and auto.others == {"vmaf_4k_v0.6.1": 10}
+    forced = choose_prior(corpus, "vmaf_4k_v0.6.1")
+    assert forced.model == "vmaf_4k_v0.6.1" and forced.other_rows == 20
+    assert choose_prior(corpus, "none").model is None
+    (tmp_path / "unknown.jsonl").write_text("".join(json.dumps(dict(r, vmaf_model="vmaf_v9")) + "\n" for r in rows))
+    with pytest.raises(FrgbError, match="does not ship"):
+        choose_prior(load_corpus(tmp_path / "unknown.jsonl"), "auto")
