@@ -508,7 +508,11 @@ def report_command(
     error against VMAF range, gain and SHAP importance), the fit-cost table and a corpus summary.
     """
     from frgb.baseline import MAX_ITER
-    from frgb.report import build_report
+
+    try:
+        from frgb.report import build_report
+    except ModuleNotFoundError as e:
+        fail(f"frgb report needs {e.name}: pip install 'frgb[report]'")
 
     from cli.progress import progress_bar
 
