@@ -80,7 +80,8 @@ def child(kind: str, data: Path) -> None:
     """Runs in the child process: load the arrays, fit, print the fit seconds as JSON."""
     from frgb.baseline import MlpBaseline
     from frgb.loading import Corpus
-    from frgb.training import FitOptions, choose_prior, design_matrix, fit_model
+    from frgb.loading import design_matrix
+    from frgb.training import FitOptions, choose_prior, fit_model
 
     arrays = np.load(data)
     n = len(arrays["target"])

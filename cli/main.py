@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shlex
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
+from cli.progress import fold_progress, progress_bar
 from frgb.errors import FrgbError
+from frgb.targets import Strategy, Target
+
+# The library's stages are imported inside the commands: together they take about 2.5 s to
+# import (LightGBM, scikit-learn, skl2onnx), which `frgb --help` and a mistyped option should
+# not wait for.
 
 app = typer.Typer(
     help=__doc__,
@@ -27,13 +35,51 @@ def _root() -> None:
     """frgb: gradient-boosted VMAF prediction with a drop-in fr_regressor_v2 ONNX export."""
 
 
+def invocation(ctx: typer.Context) -> list[str]:
+    """The running command and the options given on its command line, in canonical spelling (the
+    same whether frgb runs from a shell or in-process), for provenance and "reproduce with" lines."""
+    words = [ctx.info_name]
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name).name != "COMMANDLINE":
+            continue
+        values = ctx.params[param.name]
+        for value in values if param.multiple else [values]:
+            value = value.value if isinstance(value, Enum) else value
+            if param.param_type_name == "argument":
+                words.append(str(value))
+            elif param.is_flag:
+                words.append(param.opts[0] if value else param.secondary_opts[0])
+            else:
+                words += [param.opts[0], str(value)]
+    return words
+
+
+def command_line(ctx: typer.Context) -> str:
+    return shlex.join(["frgb", *invocation(ctx)])
+
+
 def fail(message: str) -> None:
     """Print one line to stderr and exit non-zero: the only way a command reports an error."""
     typer.echo(f"frgb: error: {message}", err=True)
     raise typer.Exit(code=2)
 
 
-@app.command()
+def command(*args, **kwargs):
+    """`app.command`, with a FrgbError raised anywhere in the command reported by `fail`."""
+    def register(function):
+        @functools.wraps(function)
+        def run(*a, **k):
+            try:
+                return function(*a, **k)
+            except FrgbError as e:
+                fail(str(e))
+
+        return app.command(*args, **kwargs)(run)
+
+    return register
+
+
+@command()
 def corpus(
     out: Path = typer.Option(..., "--out", "-o", help="JSON Lines file to append rows to (created if missing)."),
     grid: Optional[Path] = typer.Option(None, help="TOML or JSON grid file with sources, encoders, presets, CRFs."),
@@ -67,8 +113,6 @@ def corpus(
     from frgb.corpus.ffmpeg import find_ffmpeg
     from frgb.corpus.grid import Grid, load_grid, parse_encoder_option
 
-    from cli.progress import progress_bar
-
     try:
         base = load_grid(grid) if grid else Grid((), ())
         raw = {"raw_size": raw_size, "raw_fps": raw_fps} if raw_size or raw_fps else {}
@@ -85,8 +129,6 @@ def corpus(
                 on_plan=lambda todo, skipped: bar.start(todo, f"{skipped} already in {out.name}"),
                 on_row=lambda row: bar.advance(f"{row['src']} {row['encoder']} {row['preset']} crf {row['crf']:g}"),
             )
-    except FrgbError as e:
-        fail(str(e))
     except KeyboardInterrupt:
         typer.echo("interrupted: every finished row is in the output; rerun the same command to resume", err=True)
         raise typer.Exit(code=130)
@@ -112,19 +154,29 @@ def _print_json(data) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-@app.command()
+PRIOR_HELP = ("Teacher prior: auto (the corpus's vmaf_model), vmaf_v0.6.1, vmaf_4k_v0.6.1, a model JSON path, "
+              "or none (plain gradient boosting).")
+
+
+def _fit_options(prior: str, codec_blind: bool, monotone: Optional[bool], seed: int):
+    """FitOptions from command-line values; None keeps the library's default."""
+    from frgb.training import FitOptions
+
+    given = {"monotone": monotone}
+    return FitOptions(prior=prior, codec_blind=codec_blind, seed=seed, **{k: v for k, v in given.items() if v is not None})
+
+
+@command()
 def fit(
+    ctx: typer.Context,
     corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
     out: Path = typer.Option(Path("out"), help="Output folder for .onnx, sidecar .json and registry.json."),
     id: str = typer.Option("frgb", "--id", help="Model id: file stem and registry key."),
     seed: int = typer.Option(0, help="Random seed; the same corpus, options and seed give the same bytes."),
-    prior: str = typer.Option(
-        "auto", help="Teacher prior: auto (the corpus's vmaf_model), vmaf_v0.6.1, vmaf_4k_v0.6.1, a model "
-        "JSON path, or none (plain gradient boosting)."
-    ),
-    target: list[str] = typer.Option(
-        ["onnxml", "libvmaf"], help="Export target, repeatable: onnxml (<id>.onnx, ai.onnx.ml trees) and/or "
-        "libvmaf (<id>_libvmaf.onnx, only ops libvmaf's loader accepts)."
+    prior: str = typer.Option("auto", help=PRIOR_HELP),
+    target: list[Target] = typer.Option(
+        [Target.ONNXML, Target.LIBVMAF], help="Export target, repeatable: onnxml (<id>.onnx, ai.onnx.ml trees) "
+        "and/or libvmaf (<id>_libvmaf.onnx, only ops libvmaf's loader accepts)."
     ),
     input_scaler: Optional[Path] = typer.Option(
         None, help="Existing sidecar whose feature_mean/feature_std callers already apply: the graph then "
@@ -133,7 +185,8 @@ def fit(
     codec_blind: bool = typer.Option(True, help="Also train on codec-blind copies of every row."),
     monotone: bool = typer.Option(False, help="Constrain VMAF not to fall when adm2 or a vif scale rises."),
     cv: bool = typer.Option(True, help="Report leave-one-source-out figures (one extra fit per source)."),
-    strategy: str = typer.Option("auto", help="libvmaf tree evaluation: auto, gemm or traversal."),
+    strategy: Strategy = typer.Option(Strategy.AUTO, help="libvmaf tree evaluation (auto picks gemm unless the "
+                                      "trees are very large)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     intervals: Optional[float] = typer.Option(
         None, metavar="LEVEL", help="Also fit a LEVEL prediction interval (e.g. 0.95; conformalized quantile "
@@ -146,33 +199,17 @@ def fit(
     Each graph is checked in onnxruntime against the Python model on every training row and on
     rows at every split threshold before anything is written; files are replaced atomically.
     """
-    from frgb.training import FitOptions, train
+    from dataclasses import asdict
 
-    from cli.progress import progress_bar
+    from frgb.pipeline import train
 
-    for t in target:
-        if t not in ("onnxml", "libvmaf"):
-            fail(f"--target must be onnxml or libvmaf, got {t!r}")
-    options = FitOptions(prior=prior, codec_blind=codec_blind, monotone=monotone, seed=seed)
-    try:
-        with progress_bar("leave-one-source-out") as bar:
-            started = []
-
-            def on_fold(i: int, n: int, source: str) -> None:
-                if not started:
-                    bar.start(n)
-                    started.append(True)
-                else:
-                    bar.advance(source)
-
-            report = train(corpus or _default_corpus(), out, id, options, list(dict.fromkeys(target)), input_scaler,
-                           cv, strategy, sys.argv[1:], on_fold, intervals)
-            if started:
-                bar.advance("done")
-    except FrgbError as e:
-        fail(str(e))
+    options = _fit_options(prior, codec_blind, monotone, seed)
+    with progress_bar("leave-one-source-out") as bar:
+        report = train(corpus or _default_corpus(), out, id, options, list(dict.fromkeys(target)), input_scaler,
+                       cv, strategy, invocation(ctx), fold_progress(bar), intervals)
+        bar.advance("done")
     if as_json:
-        _print_json(report.__dict__)
+        _print_json(asdict(report))
         return
     dropped = ", ".join(f"{n} {r}" for r, n in report.rows_dropped.items()) or "none"
     typer.echo(f"corpus        {report.corpus}: {report.rows_used} rows used; dropped: {dropped}")
@@ -196,8 +233,9 @@ def fit(
                    f"over {e['rows_checked']} rows + {e['threshold_rows']} threshold rows")
 
 
-@app.command("eval")
+@command("eval")
 def evaluate(
+    ctx: typer.Context,
     model: Optional[Path] = typer.Argument(None, help="ONNX model to score (its sidecar .json must sit next to it)."),
     corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
     plcc: bool = typer.Option(True, "--plcc/--no-plcc", help="Report PLCC, SROCC and RMSE (the default)."),
@@ -213,7 +251,7 @@ def evaluate(
         False, help="No MODEL: retrain frgb once per held-out source (leave-one-source-out) with the options "
         "of frgb fit, and compare it with the prior alone, trees alone and the MLP baseline on the same folds."
     ),
-    prior: str = typer.Option("auto", help="With --loso: teacher prior, as for frgb fit."),
+    prior: str = typer.Option("auto", help="With --loso: " + PRIOR_HELP),
     codec_blind: bool = typer.Option(True, help="With --loso: also train on codec-blind copies of every row."),
     monotone: Optional[bool] = typer.Option(
         None, "--monotone/--no-monotone", help="With --loso: monotone constraints [default: frgb fit's]."
@@ -239,17 +277,15 @@ def evaluate(
         if model is not None:
             fail("--intervals fits and measures interval models leave-one-source-out; to score an interval "
                  "graph, give only MODEL")
-        return _eval_intervals(corpus, _fit_options(prior, codec_blind, monotone, seed), intervals, report, as_json)
+        return _eval_intervals(corpus, _fit_options(prior, codec_blind, monotone, seed), intervals, report, as_json,
+                               command_line(ctx))
     if loso:
         if model is not None:
             fail("give either a MODEL.onnx to score or --loso, not both")
         return _eval_loso(corpus, _fit_options(prior, codec_blind, monotone, seed), baseline, mlp_max_iter, as_json)
     if model is None:
         fail("give a MODEL.onnx to score, or --loso to cross-validate frgb by source")
-    try:
-        result = OnnxModel(model).evaluate(load_corpus(corpus or _default_corpus()))
-    except FrgbError as e:
-        fail(str(e))
+    result = OnnxModel(model).evaluate(load_corpus(corpus or _default_corpus()))
     if as_json:
         _print_json(result)
     else:
@@ -267,38 +303,14 @@ def evaluate(
         raise typer.Exit(code=1)
 
 
-def _fit_options(prior: str, codec_blind: bool, monotone: Optional[bool], seed: int):
-    """FitOptions from command-line values; None keeps the library's default."""
-    from frgb.training import FitOptions
-
-    given = {"monotone": monotone}
-    return FitOptions(prior=prior, codec_blind=codec_blind, seed=seed, **{k: v for k, v in given.items() if v is not None})
-
-
-def _fold_progress(bar):
-    """An on_fold(i, n, note) callback that starts `bar` at i == 0 and advances it afterwards."""
-    def on_fold(i: int, n: int, note: str) -> None:
-        if i == 0:
-            bar.start(n)
-        else:
-            bar.advance(note)
-
-    return on_fold
-
-
 def _eval_loso(corpus: Optional[Path], options, baseline: bool, mlp_max_iter: Optional[int], as_json: bool) -> None:
     from frgb.baseline import MAX_ITER
     from frgb.comparison import loso, loso_text
     from frgb.loading import load_corpus
 
-    from cli.progress import progress_bar
-
-    try:
-        rows = load_corpus(corpus or _default_corpus())
-        with progress_bar("leave-one-source-out") as bar:
-            result = loso(rows, options, baseline, mlp_max_iter or MAX_ITER, _fold_progress(bar))
-    except FrgbError as e:
-        fail(str(e))
+    rows = load_corpus(corpus or _default_corpus())
+    with progress_bar("leave-one-source-out") as bar:
+        result = loso(rows, options, baseline, mlp_max_iter or MAX_ITER, fold_progress(bar))
     if as_json:
         _print_json(result.to_dict(("frgb", "mlp") if baseline else None))
     else:
@@ -316,40 +328,21 @@ def _echo_intervals(figures: dict, label: str = "interval") -> None:
 
 
 def _eval_intervals(corpus: Optional[Path], options, levels: list[float], report: Optional[Path],
-                    as_json: bool) -> None:
+                    as_json: bool, command: str) -> None:
     """frgb eval --intervals: leave-one-source-out coverage of interval models at each level."""
     from frgb.artifacts import atomic_write
-    from frgb.intervals import evaluate_loso, report_markdown
+    from frgb.intervals import evaluate_loso
     from frgb.loading import load_corpus
-    from frgb.training import FitOptions, choose_prior
+    from frgb.report.markdown import intervals_markdown
+    from frgb.training import choose_prior
 
-    from cli.progress import progress_bar
-
-    default = FitOptions()
-    flags = [f"--{k.replace('_', '-')} {getattr(options, k)}" for k in ("prior", "seed")
-             if getattr(options, k) != getattr(default, k)]
-    flags += [f"--{'' if getattr(options, k) else 'no-'}{k.replace('_', '-')}" for k in ("codec_blind", "monotone")
-              if getattr(options, k) != getattr(default, k)]
-    try:
-        rows = load_corpus(corpus or _default_corpus())
-        with progress_bar("leave-one-source-out") as bar:
-            started = []
-
-            def on_fold(i: int, n: int, source: str) -> None:
-                if not started:
-                    bar.start(n * len(levels))
-                    started.append(True)
-                else:
-                    bar.advance(source)
-
-            result = evaluate_loso(rows, options, choose_prior(rows, options.prior).model, levels, on_fold=on_fold)
-            bar.advance("done")
-        if report:
-            command = " ".join(["frgb eval", *(f"--intervals {level:g}" for level in levels), *flags,
-                                *([f"--corpus {corpus}"] if corpus else []), f"--report {report}"])
-            atomic_write(report, report_markdown(result, command).encode())
-    except FrgbError as e:
-        fail(str(e))
+    rows = load_corpus(corpus or _default_corpus())
+    with progress_bar("leave-one-source-out") as bar:
+        result = evaluate_loso(rows, options, choose_prior(rows, options.prior).model, levels,
+                               on_fold=fold_progress(bar, repeats=len(levels)))
+        bar.advance("done")
+    if report:
+        atomic_write(report, intervals_markdown(result, command).encode())
     if as_json:
         _print_json(result)
         return
@@ -363,7 +356,7 @@ def _eval_intervals(corpus: Optional[Path], options, levels: list[float], report
         typer.echo(f"report -> {report}")
 
 
-@app.command()
+@command()
 def predict(
     model: Path = typer.Argument(..., help="ONNX model (its sidecar .json must sit next to it)."),
     corpus: Path = typer.Argument(..., help="JSONL rows to score; vmaf_score is not needed."),
@@ -376,34 +369,18 @@ def predict(
     from frgb.evaluation import OnnxModel
     from frgb.loading import load_corpus
 
-    try:
-        rows = load_corpus(corpus, require_target=False)
-        onnx_model = OnnxModel(model)
-        outputs = onnx_model.predict_all(rows)
-        scores = outputs[0]
-        order = np.argsort(rows.line, kind="stable")
-        lines = []
-        for i in order:
-            record = {"line": int(rows.line[i]), "src": rows.source[i], "encoder": rows.encoder[i],
-                      "preset": rows.preset[i], "crf": float(rows.crf[i]), "predicted_vmaf": float(scores[i])}
-            if onnx_model.has_intervals:
-                record["lower"], record["upper"] = float(outputs[1][i]), float(outputs[2][i])
-            if np.isfinite(rows.target[i]):
-                record["vmaf_score"] = float(rows.target[i])
-            lines.append(json.dumps(record))
-        text = "\n".join(lines) + "\n"
-        if out is None:
-            typer.echo(text, nl=False)
-        else:
-            atomic_write(out, text.encode())
-    except FrgbError as e:
-        fail(str(e))
+    rows = load_corpus(corpus, require_target=False)
+    text = "".join(json.dumps(record) + "\n" for record in OnnxModel(model).prediction_records(rows))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write(out, text.encode())
     note = f"{len(rows)} predictions" + (f" -> {out}" if out else "")
     dropped = sum(rows.dropped.values())
     typer.echo(note + (f"; {dropped} rows dropped: {rows.drop_summary()}" if dropped else ""), err=True)
 
 
-@app.command()
+@command()
 def check(
     model: Path = typer.Argument(..., help="Any ONNX file."),
     allowlist: Optional[Path] = typer.Option(None, help="Op types libvmaf accepts, one per line [default: shipped]."),
@@ -417,10 +394,7 @@ def check(
     """
     from frgb.check import check_model
 
-    try:
-        report = check_model(model, allowlist)
-    except FrgbError as e:
-        fail(str(e))
+    report = check_model(model, allowlist)
     if as_json:
         _print_json({"path": report.path, "meets_contract": report.meets_contract,
                      "contract_problems": report.contract_problems, "libvmaf_loadable": report.libvmaf_loadable,
@@ -436,10 +410,11 @@ def check(
     raise typer.Exit(code=report.exit_code)
 
 
-@app.command()
+@command()
 def tune(
+    ctx: typer.Context,
     corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
-    prior: str = typer.Option("auto", help="Teacher prior, as for frgb fit."),
+    prior: str = typer.Option("auto", help=PRIOR_HELP),
     seed: int = typer.Option(0, help="Random seed."),
     report: Optional[Path] = typer.Option(
         None, help="Write the Markdown table of every candidate here (also runs the search without the prior, "
@@ -451,45 +426,35 @@ def tune(
     prior alone. This is how frgb's defaults (frgb/model.py DEFAULT_TREES) were chosen."""
     from frgb.artifacts import atomic_write
     from frgb.loading import load_corpus
+    from frgb.report.markdown import tuning_markdown
     from frgb.training import FitOptions, choose_prior
-    from frgb.tuning import report_markdown, tune as run_tune
+    from frgb.tuning import tune as run_tune
 
-    from cli.progress import progress_bar
+    rows = load_corpus(corpus or _default_corpus())
+    options = FitOptions(prior=prior, seed=seed)
+    chosen = choose_prior(rows, prior).model
 
-    try:
-        rows = load_corpus(corpus or _default_corpus())
-        options = FitOptions(prior=prior, seed=seed)
-        chosen = choose_prior(rows, prior).model
-        with progress_bar("candidates") as bar:
-            steps = []
+    def search(label: str, prior_model: str | None):
+        with progress_bar(label) as bar:
+            step = fold_progress(bar)
+            return run_tune(rows, options, prior_model, on_step=lambda i, n: step(i, n, ""))
 
-            def on_step(i: int, n: int) -> None:
-                if not steps:
-                    bar.start(n)
-                    steps.append(True)
-                if i:
-                    bar.advance()
-
-            result = run_tune(rows, options, chosen, on_step=on_step)
-        best = result.best
-        typer.echo(f"chosen: {best.params}  LOSO RMSE {best.rmse:.4f}  PLCC {best.plcc:.5f}  "
-                   f"codec-blind RMSE {best.blind_rmse:.4f}")
-        if report:
-            with progress_bar("candidates without the prior") as bar:
-                steps.clear()
-                plain = run_tune(rows, options, None, on_step=on_step)
-            text = report_markdown(result, rows, "frgb " + " ".join(sys.argv[1:]), plain)
-            atomic_write(report, text.encode())
-            typer.echo(f"report -> {report}")
-    except FrgbError as e:
-        fail(str(e))
+    result = search("candidates", chosen)
+    best = result.best
+    typer.echo(f"chosen: {best.params}  LOSO RMSE {best.rmse:.4f}  PLCC {best.plcc:.5f}  "
+               f"codec-blind RMSE {best.blind_rmse:.4f}")
+    if report:
+        plain = search("candidates without the prior", None)
+        atomic_write(report, tuning_markdown(result, rows, command_line(ctx), plain).encode())
+        typer.echo(f"report -> {report}")
 
 
-@app.command("report")
+@command("report")
 def report_command(
+    ctx: typer.Context,
     corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
     out: Path = typer.Option(Path("reports"), help="Folder for evaluation.md and figures/*.png."),
-    prior: str = typer.Option("auto", help="Teacher prior, as for frgb fit."),
+    prior: str = typer.Option("auto", help=PRIOR_HELP),
     codec_blind: bool = typer.Option(True, help="Also train on codec-blind copies of every row."),
     monotone: Optional[bool] = typer.Option(
         None, "--monotone/--no-monotone", help="Monotone constraints for frgb [default: frgb fit's]; the report "
@@ -510,20 +475,14 @@ def report_command(
     from frgb.baseline import MAX_ITER
 
     try:
-        from frgb.report import build_report
+        from frgb.report.evaluation import build_report
     except ModuleNotFoundError as e:
         fail(f"frgb report needs {e.name}: pip install 'frgb[report]'")
 
-    from cli.progress import progress_bar
-
     options = _fit_options(prior, codec_blind, monotone, seed)
-    command = "frgb report" + "".join(f" {a}" for a in sys.argv[2:]) if sys.argv[1:2] == ["report"] else "frgb report"
-    try:
-        with progress_bar("leave-one-source-out") as bar:
-            result = build_report(corpus or _default_corpus(), out, options, mlp_max_iter or MAX_ITER,
-                                  bench or out / "bench_fit.md", command, _fold_progress(bar))
-    except FrgbError as e:
-        fail(str(e))
+    with progress_bar("leave-one-source-out") as bar:
+        result = build_report(corpus or _default_corpus(), out, options, mlp_max_iter or MAX_ITER,
+                              bench or out / "bench_fit.md", command_line(ctx), fold_progress(bar))
     for name in result.comparison.names:
         typer.echo(f"{name:<20} {_fmt(result.comparison.summary(name)['mean_over_sources'])}  (LOSO mean)")
     typer.echo(f"report -> {result.markdown} + {len(result.figures)} figures in {result.figures[0].parent}")

@@ -24,7 +24,8 @@ class Bar:
             self._progress.stop()
 
     def advance(self, note: str = "") -> None:
-        self._progress.update(self._task, advance=1, note=note)
+        if self._task is not None:  # work that never started a bar (e.g. frgb fit --no-cv) shows none
+            self._progress.update(self._task, advance=1, note=note)
 
 
 @contextmanager
@@ -40,3 +41,19 @@ def progress_bar(label: str):
         yield bar
     finally:
         bar.stop()
+
+
+def fold_progress(bar: Bar, repeats: int = 1):
+    """An on_fold(i, n, note) callback for the library's fold loops: the first call starts `bar` at
+    n * repeats steps (a loop run `repeats` times), every later call advances it by one."""
+    started = False
+
+    def on_fold(i: int, n: int, note: str) -> None:
+        nonlocal started
+        if not started:
+            bar.start(n * repeats)
+            started = True
+        else:
+            bar.advance(note)
+
+    return on_fold

@@ -26,17 +26,14 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from frgb.contract import SCORE_RANGE
-from frgb.model import N_FEATURES, with_blind_copies
-from frgb.teacher import VmafTeacher
+from frgb.contract import CODEC_WIDTH
+from frgb.model import PriorResidualRegressor, input_columns
 
 #: Hidden layer widths of fr_regressor_v2's shape.
 HIDDEN_LAYERS = (16, 16)
@@ -51,47 +48,50 @@ PATIENCE = 200
 def make_mlp(seed: int = 0, max_iter: int = MAX_ITER, activation: str = ACTIVATION,
              patience: int = PATIENCE) -> TransformedTargetRegressor:
     """Scaler on the six features, codec passthrough, MLP; the target standardised around it."""
-    columns = ColumnTransformer(
-        [
-            ("scale", StandardScaler(), list(range(N_FEATURES))),
-            ("codec", "passthrough", list(range(N_FEATURES, N_FEATURES + 8))),
-        ]
-    )
     mlp = MLPRegressor(
         hidden_layer_sizes=HIDDEN_LAYERS, activation=activation, solver="adam", max_iter=max_iter,
         early_stopping=True, validation_fraction=0.1, n_iter_no_change=patience, tol=1e-6,
         random_state=seed,
     )
-    return TransformedTargetRegressor(Pipeline([("columns", columns), ("mlp", mlp)]), transformer=StandardScaler())
+    pipeline = Pipeline([("columns", input_columns(StandardScaler(), CODEC_WIDTH)), ("mlp", mlp)])
+    return TransformedTargetRegressor(pipeline, transformer=StandardScaler())
 
 
-class MlpBaseline(RegressorMixin, BaseEstimator):
-    """fr_regressor_v2-shaped MLP on [features | codec] (N, 14), trained like FrgbRegressor."""
+class MlpBaseline(PriorResidualRegressor):
+    """fr_regressor_v2-shaped MLP on [features | codec], trained like FrgbRegressor.
 
-    def __init__(self, codec_blind: bool = True, activation: str = ACTIVATION, max_iter: int = MAX_ITER,
-                 seed: int = 0, prior: str | None = None):
+    Parameters
+    ----------
+    codec_blind : bool, default True
+        Also train on codec-blind copies of every row (as FrgbRegressor does).
+    activation : str, default ACTIVATION
+    max_iter : int, default MAX_ITER
+        Epochs allowed (early stopping usually ends training first).
+    random_state : int, default 0
+    prior : str or None, default None
+        With a VMAF model, the MLP fits the teacher's residual (the second baseline).
+
+    Attributes
+    ----------
+    prior_, regressor_ (the fitted TransformedTargetRegressor), n_features_in_ : as in
+        PriorResidualRegressor.
+    n_iter_ : int, the epochs the MLP trained.
+    """
+
+    def __init__(self, *, codec_blind: bool = True, activation: str = ACTIVATION, max_iter: int = MAX_ITER,
+                 random_state: int = 0, prior: str | None = None):
         self.codec_blind = codec_blind
         self.activation = activation
         self.max_iter = max_iter
-        self.seed = seed
+        self.random_state = random_state
         self.prior = prior
 
-    def fit(self, X, y):
-        X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        self.prior_ = VmafTeacher(self.prior).fit() if self.prior else None
-        if self.codec_blind:
-            X, y = with_blind_copies(X, y)
-        self.model_ = make_mlp(self.seed, self.max_iter, self.activation)
+    def _learner(self) -> TransformedTargetRegressor:
+        return make_mlp(self.random_state, self.max_iter, self.activation)
+
+    def _fit_learner(self, learner, X, residual):
         with warnings.catch_warnings():  # a capped max_iter (tests) is deliberate
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.model_.fit(X, y - self._prior_score(X))
-        self.n_iter_ = self.model_.regressor_.named_steps["mlp"].n_iter_
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    def _prior_score(self, X: np.ndarray) -> np.ndarray:
-        return self.prior_.predict(X[:, :N_FEATURES]) if self.prior_ is not None else np.zeros(len(X))
-
-    def predict(self, X) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        return np.clip(self._prior_score(X) + self.model_.predict(X), *SCORE_RANGE)
+            learner.fit(X, residual)
+        self.n_iter_ = learner.regressor_.named_steps["mlp"].n_iter_
+        return learner

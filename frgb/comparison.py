@@ -1,7 +1,7 @@
 """Leave-one-source-out comparison of frgb, its parts, and the MLP baseline on the same folds.
 
 Each contender is a recipe that trains on a corpus and returns something with `predict(X)` on
-[features | codec] (N, 14). `compare` runs every contender through `evaluation.out_of_fold`, so
+[features | codec]. `compare` runs every contender through `cv.out_of_fold`, so
 all of them see exactly the same folds: one per source (`src_sha256`, else `src`), each source
 predicted by a model that was trained on the other sources only.
 
@@ -22,11 +22,12 @@ from typing import Callable
 import numpy as np
 
 from frgb.baseline import MAX_ITER, MlpBaseline
-from frgb.evaluation import Predictions, out_of_fold, summarise
-from frgb.loading import Corpus
-from frgb.model import N_FEATURES
+from frgb.contract import FEATURES, N_FEATURES
+from frgb.cv import OnFold, Predictions, out_of_fold, summarise
+from frgb.loading import Corpus, design_matrix
+from frgb.model import MONOTONE_FEATURES, FrgbRegressor
 from frgb.teacher import VmafTeacher
-from frgb.training import FitOptions, choose_prior, design_matrix, fit_model
+from frgb.training import FitOptions, choose_prior, fit_model
 
 METRICS = ("plcc", "srocc", "rmse")
 #: For each metric, whether a larger value is better.
@@ -47,7 +48,7 @@ class PriorAlone:
     """The teacher prior as a predictor on [features | codec]: nothing is learned from the corpus."""
 
     def __init__(self, model: str):
-        self.teacher = VmafTeacher(model).fit()
+        self.teacher = VmafTeacher(model=model).fit()
 
     def predict(self, X) -> np.ndarray:
         return self.teacher.predict(np.asarray(X)[:, :N_FEATURES])
@@ -73,7 +74,7 @@ def mlp_contender(options: FitOptions, max_iter: int = MAX_ITER, prior: str | No
     epochs: list[int] = []
 
     def fit(part: Corpus) -> MlpBaseline:
-        model = MlpBaseline(codec_blind=options.codec_blind, max_iter=max_iter, seed=options.seed, prior=prior)
+        model = MlpBaseline(codec_blind=options.codec_blind, max_iter=max_iter, random_state=options.seed, prior=prior)
         model.fit(design_matrix(part), part.target)
         epochs.append(model.n_iter_)
         return model
@@ -124,7 +125,7 @@ class Comparison:
         return sorted(set(self.corpus.source.tolist()))
 
     def summary(self, name: str) -> dict:
-        """`evaluation.summarise` of one contender (pooled, mean over sources, per source, ...)."""
+        """`cv.summarise` of one contender (pooled, mean over sources, per source, ...)."""
         if name not in self._summaries:
             self._summaries[name] = summarise(self.predictions[name], self.corpus)
         return self._summaries[name]
@@ -162,14 +163,14 @@ class Comparison:
         return out
 
 
-def compare(corpus: Corpus, contenders: list[Contender],
-            on_fold: Callable[[int, int, str], None] = lambda i, n, note: None) -> Comparison:
+def compare(corpus: Corpus, contenders: list[Contender], on_fold: OnFold | None = None) -> Comparison:
     """Train and predict every contender on every leave-one-source-out fold.
 
     `on_fold(i, n, note)` is called before each of the n fold fits (i = 0..n-1, counted over all
     contenders) and once more with i = n when everything is done."""
     n_folds = len(set(corpus.group.tolist()))
     total = n_folds * len(contenders)
+    on_fold = on_fold or (lambda i, n, note: None)
     predictions, seconds = {}, {}
     for k, contender in enumerate(contenders):
         def hook(i: int, n: int, source: str, k=k, name=contender.name) -> None:
@@ -184,7 +185,7 @@ def compare(corpus: Corpus, contenders: list[Contender],
 
 
 def loso(corpus: Corpus, options: FitOptions, baseline: bool = True, mlp_max_iter: int = MAX_ITER,
-         on_fold: Callable[[int, int, str], None] = lambda i, n, note: None) -> Comparison:
+         on_fold: OnFold | None = None) -> Comparison:
     """`frgb eval --loso`: frgb as `frgb fit` trains it, its parts, and (with `baseline`) the MLP."""
     prior = choose_prior(corpus, options.prior).model
     contenders = standard_contenders(options, prior, mlp_max_iter)
@@ -238,3 +239,43 @@ def loso_text(result: Comparison, versus: tuple[str, str] = ("frgb", "mlp")) -> 
         parts += ["", f"{a} vs {b} per fold: " + "; ".join(
             f"{m.upper()} {w[m]['wins']} won, {w[m]['losses']} lost, {w[m]['ties']} tied" for m in METRICS)]
     return "\n".join(parts)
+
+
+# Measurements the evaluation report draws and tabulates.
+
+#: Edges of the VMAF bands in the error-against-range figure and table.
+VMAF_BANDS = (0, 20, 40, 60, 70, 80, 90, 95, 100)
+#: Step (in feature standard deviations) of the monotonicity probe.
+PROBE_STEP = 0.05
+
+
+def band_rmse(result: Comparison, name: str) -> list[tuple[str, int, float]]:
+    """(band label, rows, RMSE) of one model in each VMAF band of the measured score."""
+    target, residual = result.corpus.target, result.residual(name)
+    out = []
+    for low, high in zip(VMAF_BANDS[:-1], VMAF_BANDS[1:]):
+        rows = (target >= low) & ((target < high) if high < VMAF_BANDS[-1] else (target <= high))
+        rmse = float(np.sqrt(np.mean(residual[rows] ** 2))) if rows.any() else float("nan")
+        out.append((f"{low}-{high}", int(rows.sum()), rmse))
+    return out
+
+
+def importance(model: FrgbRegressor, corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
+    """Total gain per input and mean |SHAP contribution| per input (LightGBM pred_contrib) of the
+    model's trees over the corpus rows (with a prior, of the residual trees)."""
+    gain = model.booster_.feature_importance(importance_type="gain")
+    return gain, np.abs(model.contributions(design_matrix(corpus))).mean(axis=0)
+
+
+def monotonicity_violations(predict: Callable[[np.ndarray], np.ndarray], corpus: Corpus) -> dict[str, float]:
+    """For each constrained feature, the share of rows where raising it by PROBE_STEP of its
+    standard deviation lowers the prediction by more than 0.01 VMAF (all else equal)."""
+    X = design_matrix(corpus)
+    base = predict(X)
+    constrained = [i for i, d in enumerate(MONOTONE_FEATURES[:N_FEATURES]) if d > 0 and FEATURES[i] != "motion2"]
+    falls = {}
+    for i in constrained:
+        up = X.copy()
+        up[:, i] += PROBE_STEP * corpus.features[:, i].std()
+        falls[FEATURES[i]] = float(np.mean(predict(up) < base - 0.01))
+    return falls

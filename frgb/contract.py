@@ -20,6 +20,9 @@ FEATURES: tuple[str, ...] = (
     "motion2",
 )
 
+#: Number of feature columns (the `features` input's width).
+N_FEATURES = len(FEATURES)
+
 #: The closed, ordered encoder vocabulary; its indices are the one-hot slots 0..5.
 ENCODER_VOCAB: tuple[str, ...] = (
     "libx264",
@@ -78,6 +81,8 @@ CRF_SCALE = 63.0
 #: libx264 and libx265 accept CRF up to 51; a larger value is clipped to it when read.
 CRF_MAX: dict[str, float] = {"libx264": 51.0, "libx265": 51.0}
 
+#: Width of the `codec` input.
+CODEC_WIDTH = len(CODEC_BLOCK_LAYOUT)
 #: The codec block of a caller that has no codec metadata.
 CODEC_BLIND: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.5)
 
@@ -141,6 +146,13 @@ def codec_blind_block(vocab: tuple[str, ...] = ENCODER_VOCAB) -> np.ndarray:
     blind = np.zeros(len(vocab) + 2)
     blind[vocab.index("unknown")], blind[-2], blind[-1] = 1.0, CODEC_BLIND[-2], CODEC_BLIND[-1]
     return blind
+
+
+def with_codec_blind(X: np.ndarray, vocab: tuple[str, ...] = ENCODER_VOCAB) -> np.ndarray:
+    """A copy of rows [features | codec] with every codec block replaced by the codec-blind one."""
+    out = np.array(X, dtype=np.float64)
+    out[:, -(len(vocab) + 2):] = codec_blind_block(vocab)
+    return out
 
 
 def codec_block(encoder: str, preset: str | int | None, crf: float) -> list[float]:

@@ -1,81 +1,18 @@
-"""Measuring models: leave-one-source-out cross-validation, and ONNX files run as a consumer
-runs them (sidecar scaling, codec block built from each row)."""
+"""Scoring ONNX files as a consumer runs them (sidecar scaling, codec block built from each row),
+and the records `frgb predict` writes."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import onnxruntime as ort
 
-from frgb.contract import (
-    CODEC_BLIND, ENCODER_VOCAB, INPUT_CODEC, INPUT_FEATURES, INTERVAL_OUTPUTS, codec_blind_block, codec_blocks,
-)
+from frgb.contract import ENCODER_VOCAB, INPUT_CODEC, INPUT_FEATURES, INTERVAL_OUTPUTS, codec_blind_block, codec_blocks
 from frgb.errors import FrgbError
 from frgb.loading import Corpus
-from frgb.metrics import by_group, scores
-from frgb.training import design_matrix
-
-
-@dataclass
-class Predictions:
-    """Predictions for every row of a corpus, with the row's codec block and with the blind one."""
-
-    score: np.ndarray
-    blind: np.ndarray
-
-
-def blind_matrix(X: np.ndarray) -> np.ndarray:
-    out = X.copy()
-    out[:, -len(CODEC_BLIND):] = CODEC_BLIND
-    return out
-
-
-def source_folds(corpus: Corpus,
-                 on_fold: Callable[[int, int, str], None] = lambda i, n, g: None) -> Iterator[np.ndarray]:
-    """The held-out mask of each leave-one-source-out fold, in sorted order of `corpus.group`."""
-    groups = sorted(set(corpus.group.tolist()))
-    if len(groups) < 2:
-        raise FrgbError("leave-one-source-out needs at least two sources in the corpus")
-    for i, g in enumerate(groups):
-        held = corpus.group == g
-        on_fold(i, len(groups), corpus.source[held][0])
-        yield held
-
-
-def out_of_fold(corpus: Corpus, fit: Callable[[Corpus], object],
-                on_fold: Callable[[int, int, str], None] = lambda i, n, g: None) -> Predictions:
-    """Leave-one-source-out: for each source, fit on the others and predict it."""
-    X = design_matrix(corpus)
-    score, blind = np.empty(len(corpus)), np.empty(len(corpus))
-    for held in source_folds(corpus, on_fold):
-        model = fit(corpus.subset(~held))
-        score[held] = model.predict(X[held])
-        blind[held] = model.predict(blind_matrix(X[held]))
-    return Predictions(score, blind)
-
-
-def summarise(pred: Predictions, corpus: Corpus) -> dict:
-    """Pooled, per-source (fold) and per-encoder figures, with and without the codec block."""
-    folds = by_group(pred.score, corpus.target, corpus.source)
-    fold_values = list(folds.values())
-    mean = {k: float(np.nanmean([f[k] for f in fold_values])) for k in ("plcc", "srocc", "rmse")}
-    return {
-        "pooled": scores(pred.score, corpus.target),
-        "mean_over_sources": mean,
-        "per_source": folds,
-        "per_encoder": by_group(pred.score, corpus.target, corpus.encoder),
-        "codec_blind": {
-            "pooled": scores(pred.blind, corpus.target),
-            "mean_over_sources": {
-                k: float(np.nanmean([f[k] for f in by_group(pred.blind, corpus.target, corpus.source).values()]))
-                for k in ("plcc", "srocc", "rmse")
-            },
-        },
-    }
+from frgb.metrics import by_group, interval_figures, interval_summary, scores
 
 
 class OnnxModel:
@@ -142,11 +79,24 @@ class OnnxModel:
             "codec_blind": scores(blind[0], corpus.target),
         }
         if self.has_intervals:
-            from frgb.intervals import interval_figures, interval_summary
-
             result["intervals"] = {
                 "level": self.sidecar.get("intervals", {}).get("level"),
                 **interval_summary(outputs[1], outputs[2], corpus),
                 "codec_blind": interval_figures(blind[1], blind[2], corpus.target),
             }
         return result
+
+    def prediction_records(self, corpus: Corpus) -> list[dict]:
+        """One record per row of `corpus`, in file order: its line, source, encoder, preset, crf and
+        `predicted_vmaf` (+ `lower`, `upper` for an interval graph, `vmaf_score` where known)."""
+        outputs = self.predict_all(corpus)
+        records = []
+        for i in np.argsort(corpus.line, kind="stable"):
+            record = {"line": int(corpus.line[i]), "src": corpus.source[i], "encoder": corpus.encoder[i],
+                      "preset": corpus.preset[i], "crf": float(corpus.crf[i]), "predicted_vmaf": float(outputs[0][i])}
+            if self.has_intervals:
+                record["lower"], record["upper"] = float(outputs[1][i]), float(outputs[2][i])
+            if np.isfinite(corpus.target[i]):
+                record["vmaf_score"] = float(corpus.target[i])
+            records.append(record)
+        return records

@@ -29,17 +29,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils.validation import check_is_fitted
 
-from frgb.contract import CODEC_BLOCK_LAYOUT, ENCODER_VOCAB, SCORE_RANGE
+from frgb.contract import CODEC_WIDTH, ENCODER_VOCAB, N_FEATURES, SCORE_RANGE, with_codec_blind
+from frgb.cv import OnFold, corpus_folds, source_folds
 from frgb.errors import FrgbError
-from frgb.evaluation import blind_matrix, source_folds
-from frgb.loading import Corpus
-from frgb.model import N_FEATURES, FrgbRegressor
-from frgb.training import FitOptions, design_matrix
+from frgb.loading import Corpus, design_matrix
+from frgb.metrics import by_group, interval_figures, interval_summary, scores
+from frgb.model import FrgbRegressor, check_inputs
+from frgb.teacher import DEFAULT_PRIOR
+from frgb.training import FitOptions
 
 #: Recorded in the sidecar as the interval method.
 METHOD = "conformalized quantile regression (LightGBM quantile trees on the teacher residual), " \
@@ -76,25 +78,39 @@ def check_level(level: float) -> float:
 
 
 class IntervalRegressor(RegressorMixin, BaseEstimator):
-    """Point model plus a conformalized quantile interval on [features | codec] (N, 14).
+    """Point model plus a conformalized quantile interval on [features | codec].
 
-    level: the coverage the interval aims at (0.95: 95 % of rows of a new source inside).
-    prior, trees, codec_blind, monotone, seed: as for `FrgbRegressor` (the point model); the
-        quantile models share all but `trees`: theirs are `QUANTILE_TREES` updated with
-        `quantile_trees`.
-    calibrate_by: "encoder" (one margin per codec one-hot slot) or "pooled" (one margin).
+    Parameters
+    ----------
+    level : float, default 0.95
+        The coverage the interval aims at (0.95: 95 % of rows of a new source inside).
+    prior, trees, codec_blind, monotone, random_state :
+        As for `FrgbRegressor` (the point model); the quantile models share all but `trees`.
+    quantile_trees : dict or None
+        LightGBM settings of the quantile models over `QUANTILE_TREES`.
+    calibrate_by : {"encoder", "pooled"}, default "encoder"
+        One margin per codec one-hot slot, or one margin for all rows.
+
+    Attributes
+    ----------
+    point_, lower_, upper_ : FrgbRegressor
+        The point model and the two quantile models, fitted on every row.
+    margins_ : ndarray (len(ENCODER_VOCAB),), the conformal margin of each encoder slot.
+    margin_weights_ : ndarray (codec width,), a row's margin is codec @ margin_weights_.
+    calibration_ : dict, what the calibration measured (rows, groups, margins).
+    n_features_in_ : int
     """
 
-    def __init__(self, level: float = 0.95, prior: str | None = "vmaf_v0.6.1", trees: dict | None = None,
+    def __init__(self, *, level: float = 0.95, prior: str | None = DEFAULT_PRIOR, trees: dict | None = None,
                  quantile_trees: dict | None = None, codec_blind: bool = True, monotone: bool = False,
-                 seed: int = 0, calibrate_by: str = "encoder"):
+                 random_state: int = 0, calibrate_by: str = "encoder"):
         self.level = level
         self.prior = prior
         self.trees = trees
         self.quantile_trees = quantile_trees
         self.codec_blind = codec_blind
         self.monotone = monotone
-        self.seed = seed
+        self.random_state = random_state
         self.calibrate_by = calibrate_by
 
     @property
@@ -105,7 +121,7 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
 
     def _model(self, trees: dict | None) -> FrgbRegressor:
         return FrgbRegressor(prior=self.prior, trees=trees, codec_blind=self.codec_blind, monotone=self.monotone,
-                             seed=self.seed)
+                             random_state=self.random_state)
 
     def _quantiles(self) -> list[FrgbRegressor]:
         base = {**QUANTILE_TREES, **(self.quantile_trees or {}), "objective": "quantile"}
@@ -116,24 +132,23 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
         `groups` (the source of each row)."""
         check_level(self.level)
         if self.calibrate_by not in CALIBRATE_BY:
-            raise FrgbError(f"calibrate_by must be one of {', '.join(CALIBRATE_BY)}, got {self.calibrate_by!r}")
-        X, y, groups = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64), np.asarray(groups)
+            raise ValueError(f"calibrate_by must be one of {', '.join(CALIBRATE_BY)}, got {self.calibrate_by!r}")
+        X, y, groups = check_inputs(X), np.asarray(y, dtype=np.float64), np.asarray(groups)
         if not len(X) == len(y) == len(groups):
-            raise FrgbError(f"X, y and groups have {len(X)}, {len(y)} and {len(groups)} rows; they must match")
-        sources = sorted(set(groups.tolist()))
-        if len(sources) < 2:
+            raise ValueError(f"X, y and groups have {len(X)}, {len(y)} and {len(groups)} rows; they must match")
+        if len(np.unique(groups)) < 2:
             raise FrgbError("interval calibration is by source: the corpus needs at least two sources")
         self.point_ = self._model(self.trees).fit(X, y)
         self.lower_, self.upper_ = (m.fit(X, y) for m in self._quantiles())
-        real, blind = [], []  # conformity scores of each row with its codec block, and codec-blind
-        for g in sources:
-            held = groups == g
+        real, blind, order = [], [], []  # conformity scores with each row's codec block, and codec-blind
+        for held in source_folds(groups):
             lower, upper = (clone(m).fit(X[~held], y[~held]) for m in (self.lower_, self.upper_))
-            for scores, rows in ((real, X[held]), (blind, blind_matrix(X[held]))):
-                scores.append(np.maximum(lower.predict(rows) - y[held], y[held] - upper.predict(rows)))
-        order = np.concatenate([np.flatnonzero(groups == g) for g in sources])
+            for conformity, rows in ((real, X[held]), (blind, with_codec_blind(X[held]))):
+                conformity.append(np.maximum(lower.predict(rows) - y[held], y[held] - upper.predict(rows)))
+            order.append(np.flatnonzero(held))
+        order = np.concatenate(order)
         slots = np.argmax(X[order, N_FEATURES:N_FEATURES + len(ENCODER_VOCAB)], axis=1)
-        self._set_margins(np.concatenate(real), slots, np.concatenate(blind), len(sources))
+        self._set_margins(np.concatenate(real), slots, np.concatenate(blind), len(np.unique(groups)))
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -161,7 +176,7 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
                     margins[slot] = max(own)
         self.margins_ = margins
         #: The margin of a row is codec @ margin_weights_ (zero weight on preset_norm, crf_norm).
-        self.margin_weights_ = np.concatenate([margins, np.zeros(len(CODEC_BLOCK_LAYOUT) - len(margins))])
+        self.margin_weights_ = np.concatenate([margins, np.zeros(CODEC_WIDTH - len(margins))])
         self.calibration_ = {
             "scheme": "cross-conformal, leave-one-source-out",
             "sources": n_sources,
@@ -174,6 +189,7 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The point score (the same as the point model's)."""
+        check_is_fitted(self)
         return self.point_.predict(X)
 
     def predict_interval(self, X, pooled: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -181,7 +197,8 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
 
         pooled: use the one pooled margin instead of the fitted ones (to compare calibrations on
             the same fits; what the graph computes is `pooled=False`)."""
-        X = np.asarray(X, dtype=np.float64)
+        check_is_fitted(self)
+        X = check_inputs(X)
         score = self.point_.predict(X)
         if pooled:
             margin = np.full(len(X), self.calibration_["pooled_margin"])
@@ -196,7 +213,7 @@ def fit_intervals(corpus: Corpus, options: FitOptions, prior: str | None, level:
                   calibrate_by: str = "encoder") -> IntervalRegressor:
     """What `frgb fit --intervals LEVEL` trains (its point model is what `frgb fit` trains)."""
     model = IntervalRegressor(level=level, prior=prior, trees=options.trees or None, codec_blind=options.codec_blind,
-                              monotone=options.monotone, seed=options.seed, calibrate_by=calibrate_by)
+                              monotone=options.monotone, random_state=options.seed, calibrate_by=calibrate_by)
     return model.fit(design_matrix(corpus), corpus.target, corpus.group)
 
 
@@ -205,31 +222,6 @@ def interval_report(model: IntervalRegressor, corpus: Corpus) -> dict:
     _, lower, upper = model.predict_interval(design_matrix(corpus))
     return {"level": model.level, "method": METHOD, "calibrate_by": model.calibrate_by,
             "calibration": model.calibration_, "in_sample": interval_figures(lower, upper, corpus.target)}
-
-
-# Measuring intervals.
-
-def interval_figures(lower: np.ndarray, upper: np.ndarray, target: np.ndarray) -> dict:
-    """Empirical coverage (share of rows with lower <= target <= upper), mean and median width."""
-    inside = (target >= lower) & (target <= upper)
-    width = upper - lower
-    n = len(target)
-    return {
-        "coverage": float(inside.mean()) if n else float("nan"),
-        "mean_width": float(width.mean()) if n else float("nan"),
-        "median_width": float(np.median(width)) if n else float("nan"),
-        "n": n,
-    }
-
-
-def interval_summary(lower: np.ndarray, upper: np.ndarray, corpus: Corpus) -> dict:
-    """`interval_figures` for all rows, per encoder and per source."""
-    def by(keys):
-        return {str(k): interval_figures(lower[keys == k], upper[keys == k], corpus.target[keys == k])
-                for k in sorted(set(keys.tolist()))}
-
-    return {**interval_figures(lower, upper, corpus.target), "per_encoder": by(corpus.encoder),
-            "per_source": by(corpus.source)}
 
 
 @dataclass
@@ -246,13 +238,13 @@ class IntervalPredictions:
     pooled_upper: np.ndarray
 
 
-def out_of_fold_intervals(corpus: Corpus, fit, on_fold=lambda i, n, g: None) -> IntervalPredictions:
+def out_of_fold_intervals(corpus: Corpus, fit, on_fold: OnFold | None = None) -> IntervalPredictions:
     """Leave-one-source-out: for each source, fit (and calibrate) on the others and predict it."""
     X = design_matrix(corpus)
     out = [np.empty(len(corpus)) for _ in range(7)]
-    for held in source_folds(corpus, on_fold):
+    for held in corpus_folds(corpus, on_fold):
         model = fit(corpus.subset(~held))
-        values = (*model.predict_interval(X[held]), *model.predict_interval(blind_matrix(X[held]))[1:],
+        values = (*model.predict_interval(X[held]), *model.predict_interval(with_codec_blind(X[held]))[1:],
                   *model.predict_interval(X[held], pooled=True)[1:])
         for array, value in zip(out, values):
             array[held] = value
@@ -260,10 +252,8 @@ def out_of_fold_intervals(corpus: Corpus, fit, on_fold=lambda i, n, g: None) -> 
 
 
 def evaluate_loso(corpus: Corpus, options: FitOptions, prior: str | None, levels: list[float],
-                  calibrate_by: str = "encoder", on_fold=lambda i, n, g: None) -> dict:
+                  calibrate_by: str = "encoder", on_fold: OnFold | None = None) -> dict:
     """Leave-one-source-out coverage and width at each level, beside the point model's RMSE."""
-    from frgb.metrics import by_group, scores
-
     result = {"corpus": corpus.path, "corpus_sha256": corpus.sha256, "rows_used": len(corpus),
               "sources": len(set(corpus.group.tolist())), "prior": prior, "method": METHOD,
               "calibrate_by": calibrate_by, "levels": {}}
@@ -283,99 +273,3 @@ def evaluate_loso(corpus: Corpus, options: FitOptions, prior: str | None, levels
             "one_pooled_margin": interval_summary(pred.pooled_lower, pred.pooled_upper, corpus),
         }
     return result
-
-
-def _settings(trees: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in trees.items() if k != "n_jobs")
-
-
-def report_markdown(result: dict, command: str) -> str:
-    """reports/intervals.md from `evaluate_loso`'s result."""
-    levels = result["levels"]
-    top = max(levels, key=float)
-    corpus = Path(result["corpus"]).resolve()
-    if corpus.is_relative_to(Path.cwd()):
-        corpus = corpus.relative_to(Path.cwd())
-    point = result["point_loso"]
-
-    def table(header: list[str], rows: list[list]) -> list[str]:
-        return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
-                *("| " + " | ".join(str(v) for v in row) + " |" for row in rows)]
-
-    def lowest(summary: dict) -> str:
-        enc, fig = min(summary["per_encoder"].items(), key=lambda kv: kv[1]["coverage"])
-        return f"{fig['coverage']:.3f} ({enc})"
-
-    summary = table(
-        ["level", "coverage", "mean width", "median width", "lowest encoder", "codec-blind coverage",
-         "codec-blind mean width", "one pooled margin: coverage", "lowest encoder", "mean width"],
-        [[f"{float(L):g}", f"{v['coverage']:.3f}", f"{v['mean_width']:.3f}", f"{v['median_width']:.3f}", lowest(v),
-          f"{v['codec_blind']['coverage']:.3f}", f"{v['codec_blind']['mean_width']:.3f}",
-          f"{v['one_pooled_margin']['coverage']:.3f}", lowest(v["one_pooled_margin"]),
-          f"{v['one_pooled_margin']['mean_width']:.3f}"] for L, v in levels.items()],
-    )
-    encoders = sorted(levels[top]["per_encoder"])
-    per_encoder = table(
-        ["encoder", "rows", *(f"coverage {float(L):g}" for L in levels), f"mean width {top}", "point RMSE"],
-        [[e, levels[top]["per_encoder"][e]["n"], *(f"{v['per_encoder'][e]['coverage']:.3f}" for v in levels.values()),
-          f"{levels[top]['per_encoder'][e]['mean_width']:.3f}", f"{point['per_encoder'][e]['rmse']:.3f}"]
-         for e in encoders],
-    )
-    per_source = table(
-        ["source", "rows", f"coverage {top}", f"mean width {top}", "point RMSE"],
-        [[s, f["n"], f"{f['coverage']:.3f}", f"{f['mean_width']:.3f}", f"{point['per_source'][s]['rmse']:.3f}"]
-         for s, f in levels[top]["per_source"].items()],
-    )
-    lines = [
-        "# Prediction intervals",
-        "",
-        f"Leave-one-source-out on `{corpus}` ({result['rows_used']} rows, {result['sources']} sources, "
-        f"SHA-256 `{result['corpus_sha256'][:16]}…`), teacher prior `{result['prior']}`. For each source, the "
-        "interval model is fitted and calibrated on the other sources only (its calibration is itself "
-        "cross-conformal over those sources), then that source's rows are predicted. Coverage is the share of "
-        "held-out rows with lower <= vmaf_score <= upper; width is upper - lower in VMAF points.",
-        "",
-        f"Reproduce with `{command}` (about three minutes on an idle two-core machine).",
-        "",
-        f"**At {top}: coverage {levels[top]['coverage']:.3f}, mean width {levels[top]['mean_width']:.3f} VMAF, "
-        f"lowest per-encoder coverage {lowest(levels[top])}. The point model beside it: LOSO RMSE "
-        f"{point['pooled']['rmse']:.3f} pooled, {point['mean_rmse_over_sources']:.3f} mean over sources.**",
-        "",
-        "## Coverage and width at each level",
-        "",
-        *summary,
-        "",
-        f"The columns on the right recompute the same held-out folds with one margin for all rows instead of "
-        f"one per encoder slot (calibrate_by = `{result['calibrate_by']}` is what frgb fits and exports).",
-        "",
-        "## Per encoder",
-        "",
-        *per_encoder,
-        "",
-        f"## Per source, at {top}",
-        "",
-        *per_source,
-        "",
-        "## Method",
-        "",
-        "- Point score: the model `frgb fit` exports (teacher prior + LightGBM on its residual), unchanged.",
-        "- Bounds: two LightGBM quantile models (alpha = (1 - level) / 2 and 1 - (1 - level) / 2) on the same "
-        "residual, same rows (codec-blind copies included), then the conformal margin of conformalized quantile "
-        "regression (Romano et al., 2019): lower = lo - margin, upper = hi + margin, clipped to [0, 100] and "
-        "widened to contain the score (lower <= score <= upper on every row, in the graph with Min/Max).",
-        f"- Quantile trees: their own LightGBM settings ({_settings(QUANTILE_TREES)}), not the point "
-        "model's (tuned for RMSE): on this corpus they gave intervals about a quarter narrower at the same "
-        "coverage (see `QUANTILE_TREES` in frgb/intervals.py for the settings compared).",
-        "- Calibration: cross-conformal by source. Every row's conformity score max(lo - y, y - hi) comes from "
-        "quantile models fitted without the row's source; the margin is the ceil((n + 1) level)-th smallest "
-        "score. One margin per codec one-hot slot (Mondrian by encoder); the `unknown` slot takes the larger of "
-        "the margins of out-of-vocabulary encoders (e.g. libaom-av1) and of the codec-blind copies, which both "
-        "reach it. In the graph a row's margin is `codec @ margins`.",
-        "- Why this way: one extra model family (LightGBM) instead of an ensemble, no new dependency, exact "
-        "export with the point graph's parts; calibrating on other sources is what makes coverage hold on a "
-        "new source, since rows of one source share their errors.",
-        "- What is guaranteed and what is measured: conformal coverage is guaranteed for exchangeable rows. "
-        "Sources are not exchangeable rows: a source that the others do not resemble gets less coverage "
-        "(per-source table), and the figures above are measured, not proven.",
-    ]
-    return "\n".join(lines) + "\n"

@@ -65,7 +65,7 @@ class Corpus:
     path: str
     sha256: str
     features: np.ndarray  # (N, 6) float64, contract order
-    codec: np.ndarray  # (N, 8) float64
+    codec: np.ndarray  # (N, codec width) float64
     target: np.ndarray  # (N,) float64
     group: np.ndarray  # (N,) fold key: src_sha256, else src
     source: np.ndarray  # (N,) readable source name
@@ -88,6 +88,11 @@ class Corpus:
         if not self.dropped:
             return "none dropped"
         return ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items(), key=lambda kv: -kv[1]))
+
+
+def design_matrix(corpus: Corpus) -> np.ndarray:
+    """[features | codec] (N, 6 + codec width), the model's input."""
+    return np.hstack([corpus.features, corpus.codec])
 
 
 _ARRAYS = ("features", "codec", "target", "group", "source", "encoder", "preset", "crf", "vmaf_model", "line")

@@ -1,4 +1,4 @@
-"""Agreement between predicted and measured VMAF: PLCC, SROCC, RMSE."""
+"""Agreement between predicted and measured VMAF: PLCC, SROCC, RMSE; coverage and width of intervals."""
 
 from __future__ import annotations
 
@@ -23,3 +23,26 @@ def by_group(pred, truth, groups) -> dict[str, dict[str, float]]:
     """`scores` for each distinct value of `groups`, in sorted order."""
     groups = np.asarray(groups)
     return {str(g): scores(np.asarray(pred)[groups == g], np.asarray(truth)[groups == g]) for g in sorted(set(groups))}
+
+
+def interval_figures(lower: np.ndarray, upper: np.ndarray, target: np.ndarray) -> dict:
+    """Empirical coverage (share of rows with lower <= target <= upper), mean and median width."""
+    inside = (target >= lower) & (target <= upper)
+    width = upper - lower
+    n = len(target)
+    return {
+        "coverage": float(inside.mean()) if n else float("nan"),
+        "mean_width": float(width.mean()) if n else float("nan"),
+        "median_width": float(np.median(width)) if n else float("nan"),
+        "n": n,
+    }
+
+
+def interval_summary(lower: np.ndarray, upper: np.ndarray, corpus) -> dict:
+    """`interval_figures` of a corpus's rows: all of them, per encoder and per source."""
+    def by(keys):
+        return {str(k): interval_figures(lower[keys == k], upper[keys == k], corpus.target[keys == k])
+                for k in sorted(set(keys.tolist()))}
+
+    return {**interval_figures(lower, upper, corpus.target), "per_encoder": by(corpus.encoder),
+            "per_source": by(corpus.source)}

@@ -2,11 +2,15 @@
 
     score = clip(prior(features) + trees(scaled features, codec), 0, 100)
 
-`X` is always the (N, 14) block [features | codec] in contract order; the two ONNX inputs are
-its two halves. With `prior=None` the trees fit the score itself (plain gradient boosting).
+`X` is always the block [features | codec] in contract order (N, 6 + codec width); the two ONNX
+inputs are its two halves. With `prior=None` the trees fit the score itself (plain gradient
+boosting). `PriorResidualRegressor` holds what every such model shares (the prior, the
+codec-blind copies, the clip); the MLP baseline (frgb.baseline) is the other learner on it.
 """
 
 from __future__ import annotations
+
+from typing import Iterable, Iterator
 
 import numpy as np
 from lightgbm import LGBMRegressor
@@ -14,11 +18,11 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
-from frgb.contract import CODEC_BLIND, FEATURES, SCORE_RANGE
-from frgb.teacher import VmafTeacher
+from frgb.contract import CODEC_WIDTH, N_FEATURES, SCORE_RANGE, with_codec_blind
+from frgb.teacher import DEFAULT_PRIOR, VmafTeacher
 
-N_FEATURES = len(FEATURES)
 #: Monotone direction of each contract feature: VMAF does not fall when adm2 or a vif scale
 #: rises; motion2 is left free.
 MONOTONE_FEATURES = (1, 1, 1, 1, 1, 0)
@@ -49,21 +53,24 @@ def default_trees(prior: str | None) -> dict:
     return DEFAULT_TREES if prior else PLAIN_TREES
 
 
-def make_pipeline(trees: dict, seed: int, monotone: bool = False) -> Pipeline:
+def input_columns(scaler, n_codec: int) -> ColumnTransformer:
+    """`scaler` on the six features, the codec block passed through."""
+    return ColumnTransformer(
+        [
+            ("scale", scaler, list(range(N_FEATURES))),
+            ("codec", "passthrough", list(range(N_FEATURES, N_FEATURES + n_codec))),
+        ]
+    )
+
+
+def make_pipeline(trees: dict, seed: int, monotone: bool = False, n_codec: int = CODEC_WIDTH) -> Pipeline:
     """Scaler on the six features, codec block passed through, then LightGBM."""
-    n_codec = 8
     constraints = {}
     if monotone:
         constraints = {
             "monotone_constraints": [*MONOTONE_FEATURES] + [0] * n_codec,
             "monotone_constraints_method": "advanced",
         }
-    columns = ColumnTransformer(
-        [
-            ("scale", StandardScaler(), list(range(N_FEATURES))),
-            ("codec", "passthrough", list(range(N_FEATURES, N_FEATURES + n_codec))),
-        ]
-    )
     booster = LGBMRegressor(
         **trees,
         **constraints,
@@ -72,7 +79,7 @@ def make_pipeline(trees: dict, seed: int, monotone: bool = False) -> Pipeline:
         force_row_wise=True,
         verbose=-1,
     )
-    return Pipeline([("columns", columns), ("trees", booster)])
+    return Pipeline([("columns", input_columns(StandardScaler(), n_codec)), ("trees", booster)])
 
 
 def as_float32_values(X) -> np.ndarray:
@@ -80,40 +87,50 @@ def as_float32_values(X) -> np.ndarray:
     return np.asarray(X, dtype=np.float32).astype(np.float64)
 
 
-def with_blind_copies(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[X; X with the codec-blind block] and [y; y]: the rows a codec_blind model trains on."""
-    blind = X.copy()
-    blind[:, N_FEATURES:] = as_float32_values(CODEC_BLIND)
-    return np.vstack([X, blind]), np.concatenate([y, y])
+def check_inputs(X) -> np.ndarray:
+    """`X` as float64 (N, 6 + codec width), or a ValueError that names the expected shape."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != N_FEATURES + CODEC_WIDTH:
+        raise ValueError(f"X must be [features | codec] of shape (N, {N_FEATURES + CODEC_WIDTH}), got {X.shape}")
+    return X
 
 
-class FrgbRegressor(RegressorMixin, BaseEstimator):
-    """Teacher prior + scaler/LightGBM residual pipeline on [features | codec] (N, 14).
+class PriorResidualRegressor(RegressorMixin, BaseEstimator):
+    """Base of the models that fit a learner on the teacher prior's residual.
 
-    prior: a VMAF model name or path, or None for plain gradient boosting.
-    codec_blind: also train on copies of every row with the codec-blind block, so that a
-        caller without codec metadata gets a codec-unaware answer.
+    Subclasses store `prior` and `codec_blind` (and their own parameters) in `__init__` and
+    provide `_learner()`, an unfitted scikit-learn regressor on [features | codec].
+
+    Attributes
+    ----------
+    prior_ : VmafTeacher or None
+        The fitted teacher (None without a prior).
+    regressor_ : the fitted learner on the residual.
+    n_features_in_ : int
     """
 
-    def __init__(self, prior: str | None = "vmaf_v0.6.1", trees: dict | None = None,
-                 codec_blind: bool = True, monotone: bool = False, seed: int = 0):
-        self.prior = prior
-        self.trees = trees
-        self.codec_blind = codec_blind
-        self.monotone = monotone
-        self.seed = seed
+    def _learner(self):
+        raise NotImplementedError
+
+    def _fit_learner(self, learner, X: np.ndarray, residual: np.ndarray):
+        return learner.fit(X, residual)
+
+    def _domain(self, X: np.ndarray) -> np.ndarray:
+        """The inputs the learner trains on (float32 values for models exported as graphs)."""
+        return X
 
     def fit(self, X, y):
-        X = as_float32_values(X)
+        """Fit the learner on y - prior(X), with codec-blind copies of the rows if `codec_blind`."""
+        X = self._domain(check_inputs(X))
         y = np.asarray(y, dtype=np.float64)
-        self.prior_ = VmafTeacher(self.prior).fit() if self.prior else None
+        if len(y) != len(X):
+            raise ValueError(f"X has {len(X)} rows and y {len(y)}; they must match")
+        self.prior_ = VmafTeacher(model=self.prior).fit() if self.prior else None
         prior = self.prior_score(X)
         if self.codec_blind:
-            X, y = with_blind_copies(X, y)
+            X, y = np.vstack([X, with_codec_blind(X)]), np.concatenate([y, y])
             prior = np.concatenate([prior, prior])  # the copies have the same six features
-        residual = y - prior
-        self.pipeline_ = make_pipeline({**default_trees(self.prior), **(self.trees or {})}, self.seed, self.monotone)
-        self.pipeline_.fit(X, residual)
+        self.regressor_ = self._fit_learner(self._learner(), X, y - prior)
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -123,13 +140,73 @@ class FrgbRegressor(RegressorMixin, BaseEstimator):
         return self.prior_.predict(X[:, :N_FEATURES]) if self.prior_ is not None else np.zeros(len(X))
 
     def predict(self, X) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        return np.clip(self.prior_score(X) + self.pipeline_.predict(X), *SCORE_RANGE)
+        """clip(prior + learner, 0, 100) of each row."""
+        check_is_fitted(self)
+        X = check_inputs(X)
+        return np.clip(self.prior_score(X) + self.regressor_.predict(X), *SCORE_RANGE)
+
+
+class FrgbRegressor(PriorResidualRegressor):
+    """Teacher prior + scaler/LightGBM residual pipeline on [features | codec].
+
+    Parameters
+    ----------
+    prior : str or None, default DEFAULT_PRIOR
+        A VMAF model name or path (the teacher), or None for plain gradient boosting.
+    trees : dict or None
+        LightGBM settings over `default_trees(prior)`.
+    codec_blind : bool, default True
+        Also train on copies of every row with the codec-blind block, so that a caller without
+        codec metadata gets a codec-unaware answer.
+    monotone : bool, default False
+        Constrain the score not to fall when adm2 or a vif scale rises (MONOTONE_FEATURES).
+    random_state : int, default 0
+        LightGBM's seed; fits are deterministic for a given seed.
+
+    Attributes
+    ----------
+    prior_, regressor_ (the fitted Pipeline), n_features_in_ : as in PriorResidualRegressor.
+    booster_ : lightgbm.Booster of the residual trees.
+    scaler_ : the fitted StandardScaler of the six features.
+    trees_ : the fitted LGBMRegressor.
+    """
+
+    def __init__(self, *, prior: str | None = DEFAULT_PRIOR, trees: dict | None = None, codec_blind: bool = True,
+                 monotone: bool = False, random_state: int = 0):
+        self.prior = prior
+        self.trees = trees
+        self.codec_blind = codec_blind
+        self.monotone = monotone
+        self.random_state = random_state
+
+    def _learner(self) -> Pipeline:
+        return make_pipeline({**default_trees(self.prior), **(self.trees or {})}, self.random_state, self.monotone)
+
+    def _domain(self, X: np.ndarray) -> np.ndarray:
+        return as_float32_values(X)
+
+    def staged_predict(self, X, tree_counts: Iterable[int]) -> Iterator[np.ndarray]:
+        """The score with only the first k trees, for each k in `tree_counts` (0: the prior alone)."""
+        check_is_fitted(self)
+        X = check_inputs(X)
+        base, columns = self.prior_score(X), self.regressor_[:-1].transform(X)
+        for k in tree_counts:
+            trees = self.trees_.predict(columns, num_iteration=k) if k else 0.0
+            yield np.clip(base + trees, *SCORE_RANGE)
+
+    def contributions(self, X) -> np.ndarray:
+        """SHAP contribution (N, inputs) of each input to the residual trees (LightGBM pred_contrib)."""
+        check_is_fitted(self)
+        return self.booster_.predict(self.regressor_[:-1].transform(check_inputs(X)), pred_contrib=True)[:, :-1]
+
+    @property
+    def trees_(self) -> LGBMRegressor:
+        return self.regressor_.named_steps["trees"]
 
     @property
     def booster_(self):
-        return self.pipeline_.named_steps["trees"].booster_
+        return self.trees_.booster_
 
     @property
     def scaler_(self) -> StandardScaler:
-        return self.pipeline_.named_steps["columns"].named_transformers_["scale"]
+        return self.regressor_.named_steps["columns"].named_transformers_["scale"]

@@ -21,12 +21,15 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
 
 from frgb.contract import FEATURES
 from frgb.errors import FrgbError
 
 #: Models shipped with frgb (see frgb/vmaf_models/README.md), by the name corpora record.
 BUILTIN_MODELS = ("vmaf_v0.6.1", "vmaf_4k_v0.6.1")
+#: The teacher when neither the caller nor the corpus names one: libvmaf's default model.
+DEFAULT_PRIOR = "vmaf_v0.6.1"
 #: Rows per block of the kernel evaluation: its temporaries are CHUNK_ROWS x 211 float64.
 CHUNK_ROWS = 1 << 14
 
@@ -66,14 +69,26 @@ def _parse_libsvm(text: str, n_features: int) -> tuple[float, float, np.ndarray,
 class VmafTeacher(RegressorMixin, BaseEstimator):
     """The VMAF model's score of the six contract features (N, 6) -> (N,).
 
-    `model` is a built-in name (vmaf_v0.6.1, vmaf_4k_v0.6.1) or a path to a VMAF model JSON.
     Nothing is learned: `fit` reads the model file.
+
+    Parameters
+    ----------
+    model : str, default DEFAULT_PRIOR
+        A built-in name (vmaf_v0.6.1, vmaf_4k_v0.6.1) or a path to a VMAF model JSON.
+
+    Attributes
+    ----------
+    gamma_, rho_, dual_coef_ : the RBF SVR's kernel width, offset and dual coefficients.
+    support_vectors_ : ndarray (n_sv, 6), in contract feature order.
+    feature_slope_, feature_intercept_ : ndarray (6,), libvmaf's linear rescale of each feature.
+    score_slope_, score_intercept_, score_clip_ : the map from the SVR output to the score.
     """
 
-    def __init__(self, model: str = "vmaf_v0.6.1"):
+    def __init__(self, *, model: str = DEFAULT_PRIOR):
         self.model = model
 
     def fit(self, X=None, y=None):
+        """Read the model file (`X` and `y` are ignored); returns self."""
         spec = _model_json(self.model)
         if spec.get("norm_type") != "linear_rescale":
             raise FrgbError(f"VMAF model {self.model!r}: norm_type {spec.get('norm_type')!r} is not supported")
@@ -101,6 +116,7 @@ class VmafTeacher(RegressorMixin, BaseEstimator):
 
         |z - sv|^2 is expanded as |z|^2 - 2 z.sv + |sv|^2 (as the ONNX graph computes it) and
         evaluated in blocks of CHUNK_ROWS rows, so memory stays bounded for any N."""
+        check_is_fitted(self)
         z = np.asarray(X, dtype=np.float64) * self.feature_slope_ + self.feature_intercept_
         sv = self.support_vectors_
         sv_squared = (sv**2).sum(axis=1)
@@ -112,5 +128,6 @@ class VmafTeacher(RegressorMixin, BaseEstimator):
         return y - self.rho_
 
     def predict(self, X) -> np.ndarray:
+        """The score libvmaf gives a frame with features `X` (N, 6)."""
         y = self.decision_function(X)
         return np.clip((y - self.score_intercept_) / self.score_slope_, *self.score_clip_)

@@ -1,21 +1,14 @@
-"""Fitting a model on a corpus and choosing its teacher prior."""
+"""What a fit trains: the options of `frgb fit`, the choice of teacher prior, and the fit itself."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable
-
-import numpy as np
+from dataclasses import dataclass, field
 
 from frgb.errors import FrgbError
-from frgb.loading import Corpus
+from frgb.loading import Corpus, design_matrix
 from frgb.model import FrgbRegressor
-from frgb.teacher import BUILTIN_MODELS
-
-DEFAULT_PRIOR = "vmaf_v0.6.1"
+from frgb.teacher import BUILTIN_MODELS, DEFAULT_PRIOR
 
 
 @dataclass
@@ -53,104 +46,12 @@ def choose_prior(corpus: Corpus, prior: str) -> PriorChoice:
     return PriorChoice(prior, sum(others.values()), others)
 
 
-def design_matrix(corpus: Corpus) -> np.ndarray:
-    """[features | codec] (N, 14), the model's input."""
-    return np.hstack([corpus.features, corpus.codec])
+def point_model(options: FitOptions, prior: str | None) -> FrgbRegressor:
+    """The unfitted point model of `options` with teacher `prior`."""
+    return FrgbRegressor(prior=prior, trees=options.trees or None, codec_blind=options.codec_blind,
+                         monotone=options.monotone, random_state=options.seed)
 
 
 def fit_model(corpus: Corpus, options: FitOptions, prior: str | None) -> FrgbRegressor:
-    model = FrgbRegressor(prior=prior, trees=options.trees or None, codec_blind=options.codec_blind,
-                          monotone=options.monotone, seed=options.seed)
-    return model.fit(design_matrix(corpus), corpus.target)
-
-
-def _display_path(path: Path) -> str:
-    """The shipped corpus by its repository path (the same in every checkout); others as given."""
-    from frgb.loading import SHIPPED_CORPUS
-
-    shipped = Path(path).resolve() == SHIPPED_CORPUS
-    return str(SHIPPED_CORPUS.relative_to(SHIPPED_CORPUS.parent.parent)) if shipped else str(path)
-
-
-@dataclass
-class FitReport:
-    """What `frgb fit` did, for printing or as JSON."""
-
-    corpus: str
-    rows_used: int
-    rows_dropped: dict[str, int]
-    prior: str | None
-    rows_other_vmaf_model: dict[str, int]
-    fit_seconds: float
-    in_sample: dict
-    cross_validated: dict | None
-    exports: list[dict]
-    intervals: dict | None = None  # level, method and calibration of the interval model, if one was fitted
-
-
-def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets: list[str],
-          input_scaler: Path | None = None, cv: bool = True, strategy: str = "auto",
-          argv: list[str] | None = None,
-          on_fold: Callable[[int, int, str], None] = lambda i, n, g: None,
-          intervals: float | None = None) -> FitReport:
-    """Load a corpus, fit, cross-validate by source, export every target after its parity check.
-
-    With `intervals` (a level in (0, 1)), also fit the interval model around the same point model
-    (frgb.intervals) and export its graph for every target."""
-    from frgb.evaluation import out_of_fold, summarise
-    from frgb.export.package import export, export_intervals
-    from frgb.intervals import check_level, fit_intervals, interval_report
-    from frgb.loading import load_corpus
-    from frgb.metrics import scores
-
-    if intervals is not None:
-        check_level(intervals)
-    corpus = load_corpus(corpus_path)
-    choice = choose_prior(corpus, options.prior)
-    started = time.perf_counter()
-    interval = fit_intervals(corpus, options, choice.model, intervals) if intervals is not None else None
-    model = interval.point_ if interval else fit_model(corpus, options, choice.model)
-    seconds = time.perf_counter() - started
-    in_sample = scores(model.predict(design_matrix(corpus)), corpus.target)
-    cross = None
-    if cv:
-        pred = out_of_fold(corpus, lambda part: fit_model(part, options, choice.model), on_fold)
-        summary = summarise(pred, corpus)
-        cross = {"scheme": "leave-one-source-out", "folds": len(summary["per_source"]),
-                 "pooled": summary["pooled"], "mean_over_sources": summary["mean_over_sources"],
-                 "codec_blind": summary["codec_blind"]}
-    training = {
-        "dataset": Path(corpus.path).name,
-        "n_rows": len(corpus),
-        "n_sources": len(set(corpus.group.tolist())),
-        "rows_dropped": corpus.dropped,
-        "in_sample_plcc": in_sample["plcc"],
-        "in_sample_srocc": in_sample["srocc"],
-        "in_sample_rmse": in_sample["rmse"],
-        "smoke": False,
-    }
-    if cross:
-        training.update({f"loso_{k}": v for k, v in cross["mean_over_sources"].items()})
-    provenance = {
-        "trainer": "frgb fit",
-        "argv": list(argv or []),
-        "corpus_path": _display_path(corpus_path),
-        "corpus_sha256": corpus.sha256,
-        "targets": list(targets),
-        "options": asdict(options),
-        "prior": choice.model,
-    }
-    exports = [
-        export(model, corpus, out, name, target, training, provenance, input_scaler, strategy) for target in targets
-    ]
-    if interval:
-        exports += [export_intervals(interval, corpus, out, name, target, training, provenance, input_scaler, strategy)
-                    for target in targets]
-    return FitReport(
-        corpus=str(corpus_path), rows_used=len(corpus), rows_dropped=corpus.dropped, prior=choice.model,
-        rows_other_vmaf_model=choice.others, fit_seconds=seconds, in_sample=in_sample, cross_validated=cross,
-        exports=[{"target": e.target, "onnx": str(e.onnx_path), "sidecar": str(e.sidecar_path),
-                  "parity_max_abs_diff": e.parity, "rows_checked": e.rows_checked,
-                  "threshold_rows": e.threshold_rows} for e in exports],
-        intervals=None if interval is None else interval_report(interval, corpus),
-    )
+    """The point model of `options` fitted on every row of `corpus`."""
+    return point_model(options, prior).fit(design_matrix(corpus), corpus.target)

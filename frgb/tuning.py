@@ -11,23 +11,25 @@ prior. The eligible candidate with the lowest mean RMSE over sources wins.
 from __future__ import annotations
 
 import itertools
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
-from frgb.evaluation import blind_matrix
-from frgb.loading import Corpus
+from frgb.contract import with_codec_blind
+from frgb.cv import corpus_folds
+from frgb.loading import Corpus, design_matrix
 from frgb.metrics import by_group
 from frgb.model import default_trees
-from frgb.training import FitOptions, design_matrix, fit_model
+from frgb.training import FitOptions, fit_model
 
+#: The settings searched: every combination, each at every count of TREE_COUNTS.
 SEARCH = {
     "learning_rate": (0.02, 0.05, 0.1),
     "num_leaves": (2, 4, 8, 15),
     "min_child_samples": (40, 120),
 }
+#: Tree counts scored from each fit (0: the prior alone).
 TREE_COUNTS = (0, 10, 25, 50, 100, 200, 400)
 #: VMAF by which a held-out source may get worse than the prior alone and still be "no harm".
 HARM_TOLERANCE = 0.05
@@ -56,19 +58,12 @@ def _staged(corpus: Corpus, options: FitOptions, prior: str | None, trees: dict,
     X = design_matrix(corpus)
     pred = {k: np.empty(len(corpus)) for k in counts}
     blind = {k: np.empty(len(corpus)) for k in counts}
-    top = max(counts)
-    for g in sorted(set(corpus.group.tolist())):
-        held = corpus.group == g
-        fold_options = FitOptions(prior=options.prior, trees={**trees, "n_estimators": max(top, 1)},
-                                  codec_blind=options.codec_blind, monotone=options.monotone, seed=options.seed)
+    fold_options = replace(options, trees={**trees, "n_estimators": max(max(counts), 1)})
+    for held in corpus_folds(corpus):
         model = fit_model(corpus.subset(~held), fold_options, prior)
-        for rows, out in ((X[held], pred), (blind_matrix(X[held]), blind)):
-            base = model.prior_score(rows)
-            transformed = model.pipeline_[:-1].transform(rows)
-            booster = model.pipeline_.named_steps["trees"]
-            for k in counts:
-                trees_part = booster.predict(transformed, num_iteration=k) if k else 0.0
-                out[k][held] = np.clip(base + trees_part, 0, 100)
+        for rows, out in ((X[held], pred), (with_codec_blind(X[held]), blind)):
+            for k, staged in zip(counts, model.staged_predict(rows, counts)):
+                out[k][held] = staged
     return pred, blind
 
 
@@ -77,7 +72,10 @@ def _mean(per_group: dict, key: str) -> float:
 
 
 def tune(corpus: Corpus, options: FitOptions, prior: str | None, search: dict = SEARCH,
-         counts=TREE_COUNTS, on_step: Callable[[int, int], None] = lambda i, n: None) -> Tuning:
+         counts=TREE_COUNTS, on_step: Callable[[int, int], None] | None = None) -> Tuning:
+    """Every candidate of `search` at every tree count, scored leave-one-source-out; `best` is the
+    eligible one with the lowest mean RMSE (`on_step(i, n)` before candidate i of n, and at the end)."""
+    on_step = on_step or (lambda i, n: None)
     result = Tuning(prior)
     grid = [dict(zip(search, values)) for values in itertools.product(*search.values())]
     reference = None
@@ -107,44 +105,3 @@ def tune(corpus: Corpus, options: FitOptions, prior: str | None, search: dict = 
     eligible = [c for c in result.candidates if c.eligible] or [reference]
     result.best = min(eligible, key=lambda c: (round(c.rmse, 4), c.params["n_estimators"]))
     return result
-
-
-def report_markdown(tuning: Tuning, corpus: Corpus, command: str, baseline: Tuning | None = None) -> str:
-    """reports/tuning.md: every candidate's held-out figures and the choice."""
-    def row(c: Candidate) -> list:
-        p = c.params
-        return [p.get("n_estimators"), p.get("learning_rate", "-"), p.get("num_leaves", "-"),
-                p.get("min_child_samples", "-"), f"{c.rmse:.4f}", f"{c.plcc:.5f}", f"{c.blind_rmse:.4f}",
-                f"{c.worst_harm:+.3f}", "yes" if c.eligible else "no"]
-
-    header = ["trees", "learning rate", "leaves", "min leaf", "LOSO RMSE", "LOSO PLCC", "codec-blind RMSE",
-              "worst source vs prior", "eligible"]
-    ranked = sorted(tuning.candidates, key=lambda c: c.rmse)
-    lines = [
-        "# Choosing the default LightGBM settings",
-        "",
-        f"Leave-one-source-out on `{os.path.relpath(corpus.path)}` ({len(corpus)} rows, {len(set(corpus.group.tolist()))} sources), "
-        f"teacher prior `{tuning.prior}`, trees fitted on the residual (with codec-blind copies of every row). "
-        "Figures are means over the held-out sources. A setting is eligible only if no held-out source gets "
-        f"more than {HARM_TOLERANCE} VMAF worse than the prior alone and the codec-blind vector stays at least as "
-        "good as the prior; the eligible setting with the lowest mean RMSE is the default "
-        "(`frgb.model.DEFAULT_TREES`).",
-        "",
-        "Reproduce with:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        f"**Chosen**: {tuning.best.params} (LOSO RMSE {tuning.best.rmse:.4f}, PLCC {tuning.best.plcc:.5f}).",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-    ]
-    lines += ["| " + " | ".join(str(v) for v in row(c)) + " |" for c in ranked]
-    if baseline is not None and baseline.best is not None:
-        b = baseline.best
-        lines += ["", f"Without the prior (plain LightGBM on the score, same search), the best setting was {b.params}: "
-                  f"LOSO RMSE {b.rmse:.4f}, PLCC {b.plcc:.5f}. It is the default of `frgb fit --prior none` "
-                  "(`frgb.model.PLAIN_TREES`)."]
-    return "\n".join(lines) + "\n"

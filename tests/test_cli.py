@@ -67,7 +67,7 @@ def test_check_exit_codes_say_which(fitted_dir):
         (("fit", "--corpus", "{tmp}", "--out", "{tmp}/o"), "is a directory"),
         (("fit", "--corpus", "{tmp}/empty.jsonl", "--out", "{tmp}/o"), "empty"),
         (("fit", "--corpus", "{tmp}/bad.jsonl", "--out", "{tmp}/o"), "bad.jsonl:2: malformed JSON"),
-        (("fit", "--target", "tflite", "--out", "{tmp}/o"), "--target must be onnxml or libvmaf"),
+        (("fit", "--target", "tflite", "--out", "{tmp}/o"), "'tflite' is not one of 'onnxml', 'libvmaf'"),
         (("eval", "{tmp}/missing.onnx"), "missing.onnx: no such model file"),
         (("check", "{tmp}/empty.jsonl"), "not a valid ONNX model"),
     ],

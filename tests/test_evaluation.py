@@ -12,7 +12,8 @@ from frgb.baseline import ACTIVATION, HIDDEN_LAYERS, MlpBaseline
 from frgb.comparison import Contender, compare, frgb_contender, mlp_contender
 from frgb.loading import load_corpus
 from frgb.model import DEFAULT_TREES, PLAIN_TREES
-from frgb.training import FitOptions, design_matrix
+from frgb.loading import design_matrix
+from frgb.training import FitOptions
 from tests.conftest import write_jsonl
 
 runner = CliRunner()
@@ -86,10 +87,10 @@ def test_mlp_baseline_trains_on_exactly_the_folds_frgb_trains_on(small_corpus):
 
 def test_mlp_baseline_has_the_fr_regressor_v2_shape_and_a_standardised_target(small_corpus):
     model = MlpBaseline(max_iter=FAST_MLP).fit(design_matrix(small_corpus), small_corpus.target)
-    mlp = model.model_.regressor_.named_steps["mlp"]
+    mlp = model.regressor_.regressor_.named_steps["mlp"]
     assert mlp.hidden_layer_sizes == HIDDEN_LAYERS == (16, 16) and mlp.activation == ACTIVATION
     assert mlp.solver == "adam" and mlp.n_outputs_ == 1 and mlp.random_state == 0
-    assert abs(model.model_.transformer_.mean_[0] - small_corpus.target.mean()) < 1e-9
+    assert abs(model.regressor_.transformer_.mean_[0] - small_corpus.target.mean()) < 1e-9
     pred = model.predict(design_matrix(small_corpus))
     assert pred.shape == (len(small_corpus),) and pred.min() >= 0 and pred.max() <= 100
 

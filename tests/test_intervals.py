@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 from cli.main import app
 from frgb.check import check_model
 from frgb.errors import FrgbError
-from frgb.evaluation import blind_matrix
+from frgb.contract import with_codec_blind
 from frgb.export.graph import to_onnx
 from frgb.export.interval_graph import IntervalGraph
 from frgb.export.package import parity
 from frgb.intervals import conformal_quantile, fit_intervals, out_of_fold_intervals
-from frgb.training import FitOptions, design_matrix, fit_model
+from frgb.loading import design_matrix
+from frgb.training import FitOptions, fit_model
 
 TARGETS = ["onnxml", "libvmaf"]
 #: One LightGBM thread: fold fits are many and small (see frgb/intervals.py QUANTILE_TREES).
@@ -46,7 +47,7 @@ def probe_rows(corpus, rng):
     X = design_matrix(corpus)
     wild = X[rng.integers(0, len(X), 300)].copy()
     wild[:, :6] *= rng.uniform(0.0, 3.0, (300, 6))
-    return np.vstack([X, blind_matrix(X), wild])
+    return np.vstack([X, with_codec_blind(X), wild])
 
 
 def test_margin_is_the_ceil_n_plus_1_times_level_smallest_score():
@@ -74,7 +75,8 @@ def test_point_output_is_the_point_model_frgb_fit_exports(interval_model, small_
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_interval_graph_agrees_with_python_on_all_three_outputs(interval_model, graphs, small_corpus, target):
-    worst, n_rows, n_probe = parity(*graphs[target], small_corpus)
+    check = parity(*graphs[target], small_corpus)
+    worst, n_rows, n_probe = check.max_abs_diff, check.rows, check.threshold_rows
     n_trees = sum(m.booster_.num_trees() for m in (interval_model.point_, interval_model.lower_, interval_model.upper_))
     assert n_probe >= 3 * n_trees, "threshold rows must probe all three tree ensembles"
     assert worst <= 1e-4, f"{target}: largest |onnx - python| over score, lower, upper = {worst}"
@@ -169,7 +171,8 @@ def test_eval_intervals_measures_leave_one_source_out_and_writes_the_report(smal
     assert data["sources"] == len(set(small_corpus.group)) and figures["n"] == len(small_corpus)
     assert set(figures["per_encoder"]) == set(small_corpus.encoder) and data["point_loso"]["pooled"]["rmse"] > 0
     text = report.read_text()
-    assert "## Per encoder" in text and "frgb eval --intervals 0.9" in text
+    assert "## Per encoder" in text
+    assert f"frgb eval --corpus {small_corpus_path} --intervals 0.9 --report {report} --json" in text
 
 
 def test_eval_refuses_a_model_with_intervals_in_one_line(tmp_path):

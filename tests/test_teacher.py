@@ -27,7 +27,7 @@ def libvmaf_log(ffmpeg, tmp_path, crf: int) -> dict:
 
 
 def test_teacher_matches_libvmaf_per_frame_within_1e3(ffmpeg, tmp_path):
-    teacher = VmafTeacher("vmaf_v0.6.1").fit()
+    teacher = VmafTeacher(model="vmaf_v0.6.1").fit()
     worst = 0.0
     for crf in (18, 34, 48):
         frames = per_frame(libvmaf_log(ffmpeg, tmp_path, crf))
@@ -44,12 +44,12 @@ def test_teacher_predicts_the_shipped_rows_closely(small_corpus):
 
 def test_4k_model_loads_and_differs():
     X = np.array([[0.95, 0.6, 0.9, 0.95, 0.97, 4.0]])
-    assert VmafTeacher("vmaf_4k_v0.6.1").fit().predict(X)[0] != VmafTeacher().fit().predict(X)[0]
+    assert VmafTeacher(model="vmaf_4k_v0.6.1").fit().predict(X)[0] != VmafTeacher().fit().predict(X)[0]
 
 
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(FrgbError, match="not a built-in"):
-        VmafTeacher("vmaf_v9").fit()
+        VmafTeacher(model="vmaf_v9").fit()
 
 
 def test_prior_follows_the_corpus_and_rows_of_another_model_are_counted(tmp_path):

@@ -21,12 +21,12 @@ from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxCast, OnnxClip, OnnxMul, Onnx
 from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
-import frgb.export.teacher_onnx  # noqa: F401  (registers the teacher's converter)
-from frgb.contract import INPUT_CODEC, INPUT_FEATURES, OPSET, OUTPUT_SCORE, SCORE_RANGE
+from frgb.contract import CODEC_WIDTH, INPUT_CODEC, INPUT_FEATURES, N_FEATURES, OPSET, OUTPUT_SCORE, SCORE_RANGE
 from frgb.errors import FrgbError
 from frgb.export.thresholds import raw_domain_booster
-from frgb.export.trees_onnx import TARGETS, RawTrees
-from frgb.model import N_FEATURES, FrgbRegressor
+from frgb.export.trees_onnx import RawTrees
+from frgb.model import FrgbRegressor
+from frgb.targets import CONVERTER_OPTIONS, DEFAULT_OPTIONS, Strategy, Target
 
 GRAPH_NAME = "frgb"
 
@@ -123,13 +123,14 @@ def add_output(scope, container, node, output) -> None:
     OnnxReshape(score, np.array([-1], dtype=np.int64), op_version=opv, output_names=[output]).add_to(scope, container)
 
 
-def _shape(operator) -> None:
+def score_shapes(operator) -> None:
+    """Shape calculator of the graphs: every output float32 (N,)."""
     for output in operator.outputs:
         output.type = FloatTensorType([operator.inputs[0].get_first_dimension()])
 
 
 def converter_options(container, graph) -> dict:
-    return container.get_options(graph, dict(target="onnxml", strategy="auto"))
+    return container.get_options(graph, DEFAULT_OPTIONS)
 
 
 def _convert(scope, operator, container) -> None:
@@ -143,24 +144,24 @@ def _convert(scope, operator, container) -> None:
     add_output(scope, container, clip_score(total, opv), operator.outputs[0])
 
 
-#: Options of the graph converters: the trees' target and the libvmaf tree strategy.
-CONVERTER_OPTIONS = {"target": list(TARGETS), "strategy": ["auto", "gemm", "traversal"]}
-
-update_registered_converter(Graph, "FrgbGraph", _shape, _convert, options=CONVERTER_OPTIONS)
+update_registered_converter(Graph, "FrgbGraph", score_shapes, _convert, options=CONVERTER_OPTIONS)
 
 
-def to_onnx(graph, target: str = "onnxml", strategy: str = "auto") -> onnx.ModelProto:
+def to_onnx(graph, target: Target | str = Target.ONNXML, strategy: Strategy | str = Strategy.AUTO) -> onnx.ModelProto:
     """Convert a `Graph` (or an `IntervalGraph`) with skl2onnx; the result has a fixed graph name
     so its bytes are reproducible."""
-    if target not in TARGETS:
-        raise FrgbError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    try:
+        target, strategy = Target(target), Strategy(strategy)
+    except ValueError as e:
+        raise FrgbError(f"{e}; targets: {', '.join(t.value for t in Target)}, "
+                        f"strategies: {', '.join(s.value for s in Strategy)}") from None
     proto = convert_sklearn(
         graph,
         initial_types=[(INPUT_FEATURES, FloatTensorType([None, N_FEATURES])),
-                       (INPUT_CODEC, FloatTensorType([None, 8]))],
+                       (INPUT_CODEC, FloatTensorType([None, CODEC_WIDTH]))],
         final_types=[(name, FloatTensorType([None])) for name in graph.OUTPUTS],
         target_opset={"": OPSET, "ai.onnx.ml": 3},
-        options={id(graph): {"target": target, "strategy": strategy}},
+        options={id(graph): {"target": target.value, "strategy": strategy.value}},
         naming=lambda name, existing: _unique(name, existing),
     )
     proto.graph.name = GRAPH_NAME

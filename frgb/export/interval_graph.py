@@ -25,14 +25,13 @@ from skl2onnx import get_model_alias, update_registered_converter
 from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxCast, OnnxMatMul, OnnxMax, OnnxMin, OnnxSub
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
-from frgb.contract import INTERVAL_OUTPUTS
+from frgb.contract import INTERVAL_OUTPUTS, N_FEATURES
 from frgb.export.graph import (
-    CONVERTER_OPTIONS, Graph, _shape, add_output, clip_score, concat_inputs, converter_options, prior_score,
-    tree_sum,
+    Graph, add_output, clip_score, concat_inputs, converter_options, prior_score, score_shapes, tree_sum,
 )
 from frgb.export.trees_onnx import RawTrees
 from frgb.intervals import IntervalRegressor
-from frgb.model import N_FEATURES
+from frgb.targets import CONVERTER_OPTIONS
 
 
 @dataclass
@@ -112,5 +111,5 @@ def _parse(scope, model, inputs, custom_parsers=None):
     return operator.outputs
 
 
-update_registered_converter(IntervalGraph, "FrgbIntervalGraph", _shape, _convert, parser=_parse,
+update_registered_converter(IntervalGraph, "FrgbIntervalGraph", score_shapes, _convert, parser=_parse,
                             options=CONVERTER_OPTIONS)

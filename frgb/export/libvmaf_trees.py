@@ -28,10 +28,11 @@ this for NaN.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 from onnx import TensorProto
+
+from frgb.targets import Strategy
 
 #: Two factors of 2^75 make any non-zero float32 difference at least 2 in magnitude.
 SATURATE = np.float32(2.0**75)
@@ -43,12 +44,6 @@ GROUP_SPLITS = 32
 MAX_GEMM_SPLITS = 64
 #: Threshold of padding and leaf nodes: every finite or infinite input goes the same way.
 PAD_THRESHOLD = np.float32(np.finfo(np.float32).max)
-
-
-class Strategy(str, Enum):
-    AUTO = "auto"
-    GEMM = "gemm"
-    TRAVERSAL = "traversal"
 
 
 @dataclass
@@ -245,7 +240,7 @@ def _traversal(e: _Emitter, x: str, trees: list[Tree], out: str) -> None:
     e.node("ReduceSum", [leaf, e.const("tree_axis", np.array([1], dtype=np.int64))], "trees", output=out, keepdims=1)
 
 
-def convert_libvmaf_trees(scope, operator, container, strategy: str = "auto") -> None:
+def convert_libvmaf_trees(scope, operator, container, strategy: str = Strategy.AUTO) -> None:
     """skl2onnx converter body: (N, F) float32 -> (N, 1) float32 sum of the trees."""
     trees = trees_of(operator.raw_operator.booster_)
     chosen = Strategy(strategy)

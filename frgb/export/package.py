@@ -17,7 +17,7 @@ import onnxruntime as ort
 from frgb import __version__
 from frgb.artifacts import write_model
 from frgb.contract import (
-    CODEC_BLOCK_LAYOUT, ENCODER_VOCAB, FEATURES, INPUT_CODEC, INPUT_FEATURES, INTERVAL_OUTPUTS, OPSET,
+    CODEC_BLOCK_LAYOUT, ENCODER_VOCAB, FEATURES, INPUT_CODEC, INPUT_FEATURES, INTERVAL_OUTPUTS, N_FEATURES, OPSET,
     OUTPUT_SCORE,
 )
 from frgb.errors import FrgbError
@@ -26,20 +26,23 @@ from frgb.export.interval_graph import IntervalGraph
 from frgb.export.thresholds import threshold_rows
 from frgb.intervals import METHOD, IntervalRegressor
 from frgb.loading import Corpus
-from frgb.model import N_FEATURES, FrgbRegressor
+from frgb.model import FrgbRegressor
+from frgb.targets import INTERVAL_SUFFIX, Strategy, Target
 
+#: Largest |onnxruntime - Python| on any row and output that an export may have.
 PARITY_TOLERANCE = 1e-4
 #: Rows per onnxruntime call in the parity check: bounds the graph's intermediate tensors (the
 #: libvmaf target's tree evaluation holds about 11 kB per row), whatever the corpus size.
 PARITY_BATCH = 1 << 14
-#: Suffix of each target's files: `<id>.onnx` for onnxml, `<id>_libvmaf.onnx` for libvmaf.
-FILE_SUFFIX = {"onnxml": "", "libvmaf": "_libvmaf"}
-#: Added after the target's suffix for interval graphs: `<id>_interval.onnx`, `<id>_libvmaf_interval.onnx`.
-INTERVAL_SUFFIX = "_interval"
-USE = {
-    "onnxml": "Python and onnxruntime consumers (e.g. an encoding tuner); uses ai.onnx.ml TreeEnsembleRegressor.",
-    "libvmaf": "libvmaf's DNN loader and any strict consumer: only allowlisted default-domain ops.",
-}
+
+
+@dataclass(frozen=True)
+class Parity:
+    """What the parity check measured: the largest difference over the rows it ran."""
+
+    max_abs_diff: float
+    rows: int  # training rows
+    threshold_rows: int  # rows on, just below and just above every split threshold
 
 
 @dataclass
@@ -47,9 +50,7 @@ class Exported:
     target: str
     onnx_path: Path
     sidecar_path: Path
-    parity: float
-    rows_checked: int
-    threshold_rows: int
+    parity: Parity
 
 
 def read_input_scaler(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +68,7 @@ def read_input_scaler(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def parity(graph: Graph | IntervalGraph, proto_bytes: bytes, corpus: Corpus) -> tuple[float, int, int]:
+def parity(graph: Graph | IntervalGraph, proto_bytes: bytes, corpus: Corpus) -> Parity:
     """Largest |onnxruntime - Python| over every output, the training rows and the rows at the
     thresholds of every tree ensemble in the graph."""
     features = ((corpus.features - graph.input_mean) / graph.input_std).astype(np.float32)
@@ -85,18 +86,18 @@ def parity(graph: Graph | IntervalGraph, proto_bytes: bytes, corpus: Corpus) -> 
         for g, w in zip(got, want):
             diff = np.abs(g.astype(np.float64) - w)
             worst = max(worst, np.inf if np.isnan(diff).any() else float(diff.max()))  # NaN never passes
-    return float(worst), len(rows), len(probe)
+    return Parity(float(worst), len(rows), len(probe))
 
 
-def sidecar(model: FrgbRegressor, graph: Graph, name: str, target: str, training: dict, provenance: dict,
-            check: tuple[float, int, int]) -> dict:
+def sidecar(model: FrgbRegressor, graph: Graph, name: str, target: Target, training: dict, provenance: dict,
+            check: Parity) -> dict:
     booster = model.booster_
     return {
         "id": name,
         "kind": "fr",
         "opset": OPSET,
         "notes": (
-            f"frgb {__version__} gradient-boosted fr_regressor_v2 replacement ({target} target): "
+            f"frgb {__version__} gradient-boosted fr_regressor_v2 replacement ({target.value} target): "
             f"{'VMAF teacher prior ' + str(model.prior) + ' + ' if model.prior else ''}"
             f"LightGBM on the residual, {booster.num_trees()} trees. Feature thresholds are folded into the "
             "graph: feature_mean/feature_std below are what callers apply (identity unless --input-scaler)."
@@ -113,44 +114,47 @@ def sidecar(model: FrgbRegressor, graph: Graph, name: str, target: str, training
         "run_provenance": provenance,
         "frgb": {
             "version": __version__,
-            "target": target,
-            "use_for": USE[target],
+            "target": target.value,
+            "use_for": target.use,
             "prior": model.prior,
             "fitted_scaler": {"mean": model.scaler_.mean_.tolist(), "scale": model.scaler_.scale_.tolist()},
-            "trees": {"n_trees": booster.num_trees(), "params": model.pipeline_.named_steps["trees"].get_params()},
+            "trees": {"n_trees": booster.num_trees(), "params": model.trees_.get_params()},
             "codec_blind_training": model.codec_blind,
             "monotone": model.monotone,
-            "seed": model.seed,
-            "parity": {"max_abs_diff": check[0], "training_rows": check[1], "threshold_rows": check[2],
-                       "tolerance": PARITY_TOLERANCE},
+            "seed": model.random_state,
+            "parity": {"max_abs_diff": check.max_abs_diff, "training_rows": check.rows,
+                       "threshold_rows": check.threshold_rows, "tolerance": PARITY_TOLERANCE},
             "nan_input": "NaN in features gives NaN score (the prior propagates it); do not pass NaN.",
         },
     }
 
 
-def export(model: FrgbRegressor, corpus: Corpus, out: Path, name: str, target: str, training: dict,
-           provenance: dict, input_scaler: Path | None = None, strategy: str = "auto") -> Exported:
+def export(model: FrgbRegressor, corpus: Corpus, out: Path, name: str, target: Target | str, training: dict,
+           provenance: dict, input_scaler: Path | None = None, strategy: Strategy | str = Strategy.AUTO) -> Exported:
     """Convert, check parity, and only then write `<name><suffix>.onnx`, its sidecar and registry row."""
+    target = Target(target)
     graph = Graph(model, *_scaling(input_scaler))
     proto_bytes, check = _checked(graph, target, strategy, corpus)
-    file_name = name + FILE_SUFFIX[target]
+    file_name = name + target.suffix
     meta = sidecar(model, graph, file_name, target, training, provenance, check)
     onnx_path, sidecar_path = write_model(out, file_name, proto_bytes, meta)
-    return Exported(target, onnx_path, sidecar_path, check[0], check[1], check[2])
+    return Exported(target.value, onnx_path, sidecar_path, check)
 
 
-def export_intervals(model: IntervalRegressor, corpus: Corpus, out: Path, name: str, target: str, training: dict,
-                     provenance: dict, input_scaler: Path | None = None, strategy: str = "auto") -> Exported:
+def export_intervals(model: IntervalRegressor, corpus: Corpus, out: Path, name: str, target: Target | str,
+                     training: dict, provenance: dict, input_scaler: Path | None = None,
+                     strategy: Strategy | str = Strategy.AUTO) -> Exported:
     """As `export`, for an interval model: `<name><suffix>_interval.onnx` with outputs score, lower,
     upper, checked on all three."""
+    target = Target(target)
     graph = IntervalGraph(model, *_scaling(input_scaler))
     proto_bytes, check = _checked(graph, target, strategy, corpus)
-    file_name = name + FILE_SUFFIX[target] + INTERVAL_SUFFIX
+    file_name = name + target.suffix + INTERVAL_SUFFIX
     meta = sidecar(model.point_, graph, file_name, target, training, provenance, check)
     meta["output_names"] = list(INTERVAL_OUTPUTS)
     meta["notes"] += (f" Interval graph: outputs score, lower, upper, a {model.level:g} prediction interval "
                       "(see `intervals`); lower <= score <= upper on every row.")
-    lower = model.lower_.pipeline_.named_steps["trees"]
+    lower = model.lower_.trees_
     meta["intervals"] = {
         "level": model.level,
         "method": METHOD,
@@ -161,20 +165,22 @@ def export_intervals(model: IntervalRegressor, corpus: Corpus, out: Path, name: 
                            "params": {k: v for k, v in lower.get_params().items() if k != "alpha"}},
     }
     onnx_path, sidecar_path = write_model(out, file_name, proto_bytes, meta)
-    return Exported(target, onnx_path, sidecar_path, check[0], check[1], check[2])
+    return Exported(target.value, onnx_path, sidecar_path, check)
 
 
 def _scaling(input_scaler: Path | None) -> tuple:
     return read_input_scaler(input_scaler) if input_scaler else ()
 
 
-def _checked(graph: Graph | IntervalGraph, target: str, strategy: str, corpus: Corpus) -> tuple[bytes, tuple]:
+def _checked(graph: Graph | IntervalGraph, target: Target, strategy: Strategy | str,
+             corpus: Corpus) -> tuple[bytes, Parity]:
     """The graph's bytes and parity figures, or an error if it fails the parity check."""
     proto_bytes = to_onnx(graph, target, strategy).SerializeToString()
     check = parity(graph, proto_bytes, corpus)
-    if not check[0] <= PARITY_TOLERANCE:
+    if not check.max_abs_diff <= PARITY_TOLERANCE:
         raise FrgbError(
-            f"{target} export failed the parity check: largest |onnx - python| = {check[0]:.3g} "
-            f"(tolerance {PARITY_TOLERANCE:g}) over {check[1]} rows and {check[2]} threshold rows; nothing written"
+            f"{target.value} export failed the parity check: largest |onnx - python| = {check.max_abs_diff:.3g} "
+            f"(tolerance {PARITY_TOLERANCE:g}) over {check.rows} rows and {check.threshold_rows} threshold rows; "
+            "nothing written"
         )
     return proto_bytes, check

@@ -17,7 +17,8 @@ from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_li
 from skl2onnx import update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType
 
-TARGETS = ("onnxml", "libvmaf")
+from frgb.export.libvmaf_trees import convert_libvmaf_trees
+from frgb.targets import CONVERTER_OPTIONS, DEFAULT_OPTIONS, Target
 
 
 @dataclass
@@ -37,16 +38,11 @@ def _shape(operator) -> None:
 
 
 def _convert(scope, operator, container) -> None:
-    options = container.get_options(operator.raw_operator, dict(target="onnxml", strategy="auto"))
-    if options["target"] == "libvmaf":
-        from frgb.export.libvmaf_trees import convert_libvmaf_trees
-
+    options = container.get_options(operator.raw_operator, DEFAULT_OPTIONS)
+    if options["target"] == Target.LIBVMAF:
         convert_libvmaf_trees(scope, operator, container, options["strategy"])
     else:
         convert_lightgbm(scope, operator, container)
 
 
-update_registered_converter(
-    RawTrees, "FrgbRawTrees", _shape, _convert,
-    options={"target": list(TARGETS), "strategy": ["auto", "gemm", "traversal"]},
-)
+update_registered_converter(RawTrees, "FrgbRawTrees", _shape, _convert, options=CONVERTER_OPTIONS)
