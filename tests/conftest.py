@@ -1,27 +1,22 @@
-"""Shared fixtures: small real corpora cut from the shipped one, and a fitted model."""
+"""Shared fixtures: small real corpora cut from the shipped one, a fitted model, the CLI runner.
+(Helpers that tests import are in tests/helpers.py.)"""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from frgb.loading import SHIPPED_CORPUS, load_corpus
+from frgb.loading import load_corpus
 from frgb.training import FitOptions, fit_model
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def shipped_rows() -> list[dict]:
-    return [json.loads(line) for line in SHIPPED_CORPUS.read_text().splitlines() if line.strip()]
+from tests.helpers import invoke, shipped_rows, write_jsonl
 
 
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
+@pytest.fixture(scope="session")
+def cli():
+    """Run `frgb ARGS` in-process: `cli("fit", "--out", path)` gives Typer's result."""
+    return invoke
 
 
 @pytest.fixture(scope="session")
@@ -61,5 +56,3 @@ def ffmpeg():
 def rng():
     return np.random.default_rng(0)
 
-
-__all__ = ["REPO", "shipped_rows", "write_jsonl", "shutil"]

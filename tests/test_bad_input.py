@@ -23,8 +23,7 @@ from frgb.export.package import export
 from frgb.loading import (
     BAD_TARGET, DUPLICATE, FAILED, NEG_FEATURE, NO_FEATURE, NO_TARGET, TRUNCATED, load_corpus,
 )
-from tests.test_cli import invoke
-from tests.test_loading import historical
+from tests.helpers import historical, invoke
 
 NO_CRF = "crf missing or not a number"
 NOT_OBJECT = "{path}:{n}: not a JSON object; every line must be one JSON object"

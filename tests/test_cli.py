@@ -3,18 +3,8 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
-from tests.conftest import write_jsonl
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
+from tests.helpers import invoke, write_jsonl
 
 
 @pytest.fixture(scope="module")

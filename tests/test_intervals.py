@@ -6,9 +6,7 @@ import math
 import numpy as np
 import onnxruntime as ort
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
 from frgb.check import check_model
 from frgb.errors import FrgbError
 from frgb.contract import with_codec_blind
@@ -125,14 +123,13 @@ def test_coverage_on_held_out_sources_is_near_the_level(small_corpus):
     assert np.all(pred.lower <= pred.score) and np.all(pred.score <= pred.upper)
 
 
-runner = CliRunner()
 
 
-def test_fit_intervals_writes_the_interval_graph_that_eval_check_and_predict_read(small_corpus_path, small_corpus,
+def test_fit_intervals_writes_the_interval_graph_that_eval_check_and_predict_read(cli, small_corpus_path, small_corpus,
                                                                                  tmp_path):
     out = tmp_path / "model"
     graph = str(out / "m_libvmaf_interval.onnx")
-    result = runner.invoke(app, ["fit", "--corpus", str(small_corpus_path), "--out", str(out), "--id", "m",
+    result = cli(*["fit", "--corpus", str(small_corpus_path), "--out", str(out), "--id", "m",
                                  "--no-cv", "--target", "libvmaf", "--intervals", "0.9"])
     assert result.exit_code == 0, result.output
     registry = json.loads((out / "registry.json").read_text())
@@ -141,29 +138,29 @@ def test_fit_intervals_writes_the_interval_graph_that_eval_check_and_predict_rea
     assert sidecar["output_names"] == ["score", "lower", "upper"]
     assert sidecar["intervals"]["level"] == 0.9 and "conformalized" in sidecar["intervals"]["method"]
     assert sidecar["intervals"]["calibration"]["sources"] == len(set(small_corpus.group))
-    result = runner.invoke(app, ["eval", graph, "--corpus", str(small_corpus_path), "--json"])
+    result = cli(*["eval", graph, "--corpus", str(small_corpus_path), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)["intervals"]
     assert 0 < data["coverage"] <= 1 and data["mean_width"] > 0 and "libx264" in data["per_encoder"]
-    assert runner.invoke(app, ["check", graph]).exit_code == 0
+    assert cli(*["check", graph]).exit_code == 0
     pred = tmp_path / "pred.jsonl"
-    result = runner.invoke(app, ["predict", graph, str(small_corpus_path), "-o", str(pred)])
+    result = cli(*["predict", graph, str(small_corpus_path), "-o", str(pred)])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in pred.read_text().splitlines()]
     assert len(rows) == len(small_corpus) and all(r["lower"] <= r["predicted_vmaf"] <= r["upper"] for r in rows)
 
 
 @pytest.mark.parametrize("level", ["0", "1", "1.5", "-0.1"])
-def test_fit_refuses_a_level_outside_0_1_in_one_line(small_corpus_path, tmp_path, level):
-    result = runner.invoke(app, ["fit", "--corpus", str(small_corpus_path), "--out", str(tmp_path / "o"),
+def test_fit_refuses_a_level_outside_0_1_in_one_line(cli, small_corpus_path, tmp_path, level):
+    result = cli(*["fit", "--corpus", str(small_corpus_path), "--out", str(tmp_path / "o"),
                                  "--intervals", level])
     assert result.exit_code == 2 and "between 0 and 1" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
 
 
-def test_eval_intervals_measures_leave_one_source_out_and_writes_the_report(small_corpus_path, small_corpus, tmp_path):
+def test_eval_intervals_measures_leave_one_source_out_and_writes_the_report(cli, small_corpus_path, small_corpus, tmp_path):
     report = tmp_path / "intervals.md"
-    result = runner.invoke(app, ["eval", "--intervals", "0.9", "--corpus", str(small_corpus_path),
+    result = cli(*["eval", "--intervals", "0.9", "--corpus", str(small_corpus_path),
                                  "--report", str(report), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output[result.output.index("{"):])
@@ -175,8 +172,8 @@ def test_eval_intervals_measures_leave_one_source_out_and_writes_the_report(smal
     assert f"frgb eval --corpus {small_corpus_path} --intervals 0.9 --report {report} --json" in text
 
 
-def test_eval_refuses_a_model_with_intervals_in_one_line(tmp_path):
-    result = runner.invoke(app, ["eval", str(tmp_path / "m.onnx"), "--intervals", "0.9"])
+def test_eval_refuses_a_model_with_intervals_in_one_line(cli, tmp_path):
+    result = cli(*["eval", str(tmp_path / "m.onnx"), "--intervals", "0.9"])
     assert result.exit_code == 2 and "give only MODEL" in result.output
 
 

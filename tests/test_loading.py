@@ -8,7 +8,7 @@ import pytest
 from frgb.contract import FEATURES
 from frgb.errors import FrgbError
 from frgb.loading import load_corpus
-from tests.conftest import shipped_rows, write_jsonl
+from tests.helpers import historical, shipped_rows, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -17,19 +17,6 @@ def base_rows():
     return [r for r in rows if r["exit_status"] == 0][:6]
 
 
-def historical(row: dict, shape: str) -> dict:
-    """The same measurement written the way older corpora wrote it."""
-    out = {k: v for k, v in row.items() if not k.endswith(("_mean", "_std"))}
-    means = {f: row[f"{f}_mean"] for f in FEATURES}
-    if shape == "nested":
-        out.update(schema_version=1, per_frame_features=means)
-    elif shape == "nested_integer":
-        out.update(schema_version=2, per_frame_features={f"integer_{f}": v for f, v in means.items()})
-    elif shape == "integer_prefix":
-        out.update({f"integer_{f}_mean": v for f, v in means.items()})
-    else:
-        out.update({f"{f}_mean": v for f, v in means.items()})
-    return out
 
 
 @pytest.mark.parametrize("shape", ["v3", "nested", "nested_integer", "integer_prefix"])

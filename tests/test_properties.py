@@ -19,7 +19,7 @@ from frgb.contract import (
 from frgb.loading import (
     BAD_TARGET, DUPLICATE, FAILED, NEG_FEATURE, NO_FEATURE, NO_TARGET, SCHEMA, TRUNCATED, load_corpus,
 )
-from tests.conftest import shipped_rows
+from tests.helpers import shipped_rows
 
 #: Every reason a row can be dropped for (the loader's and the codec block's).
 REASONS = {FAILED, NO_TARGET, BAD_TARGET, NO_FEATURE, NEG_FEATURE, DUPLICATE, TRUNCATED,

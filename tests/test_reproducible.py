@@ -16,7 +16,9 @@ import random
 import pytest
 
 from frgb.artifacts import REGISTRY, dumps
-from tests.test_faults import frgb_child, sha256
+from tests.helpers import frgb_child, sha256
+
+pytestmark = pytest.mark.slow  # child processes (see pyproject.toml)
 
 SIDECARS = ("frgb.json", "frgb_libvmaf.json")
 FILES = ("frgb.onnx", "frgb_libvmaf.onnx", *SIDECARS, REGISTRY)
