@@ -198,7 +198,7 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
         pooled: use the one pooled margin instead of the fitted ones (to compare calibrations on
             the same fits; what the graph computes is `pooled=False`)."""
         check_is_fitted(self)
-        X = check_inputs(X)
+        X = check_inputs(X, allow_nan=True)
         score = self.point_.predict(X)
         if pooled:
             margin = np.full(len(X), self.calibration_["pooled_margin"])

@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from frgb.contract import CODEC_WIDTH, N_FEATURES, SCORE_RANGE, with_codec_blind
 from frgb.teacher import DEFAULT_PRIOR, VmafTeacher
@@ -87,11 +87,14 @@ def as_float32_values(X) -> np.ndarray:
     return np.asarray(X, dtype=np.float32).astype(np.float64)
 
 
-def check_inputs(X) -> np.ndarray:
-    """`X` as float64 (N, 6 + codec width), or a ValueError that names the expected shape."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != N_FEATURES + CODEC_WIDTH:
-        raise ValueError(f"X must be [features | codec] of shape (N, {N_FEATURES + CODEC_WIDTH}), got {X.shape}")
+def check_inputs(X, width: int = N_FEATURES + CODEC_WIDTH, allow_nan: bool = False) -> np.ndarray:
+    """`X` as a dense float64 (N, width) array, or a ValueError that says what is wrong (scikit-learn's
+    check_array: sparse, complex, empty, 1-D or non-finite input; then the width).
+
+    Prediction allows NaN (`allow_nan`): a missing feature gives a NaN score, as in the graphs."""
+    X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan" if allow_nan else True)
+    if X.shape[1] != width:
+        raise ValueError(f"X must be [features | codec] of shape (N, {width}), got {X.shape}")
     return X
 
 
@@ -122,7 +125,7 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y):
         """Fit the learner on y - prior(X), with codec-blind copies of the rows if `codec_blind`."""
         X = self._domain(check_inputs(X))
-        y = np.asarray(y, dtype=np.float64)
+        y = column_or_1d(check_array(y, dtype=np.float64, ensure_2d=False), warn=True)
         if len(y) != len(X):
             raise ValueError(f"X has {len(X)} rows and y {len(y)}; they must match")
         self.prior_ = VmafTeacher(model=self.prior).fit() if self.prior else None
@@ -142,7 +145,7 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """clip(prior + learner, 0, 100) of each row."""
         check_is_fitted(self)
-        X = check_inputs(X)
+        X = check_inputs(X, allow_nan=True)
         return np.clip(self.prior_score(X) + self.regressor_.predict(X), *SCORE_RANGE)
 
 
@@ -188,7 +191,7 @@ class FrgbRegressor(PriorResidualRegressor):
     def staged_predict(self, X, tree_counts: Iterable[int]) -> Iterator[np.ndarray]:
         """The score with only the first k trees, for each k in `tree_counts` (0: the prior alone)."""
         check_is_fitted(self)
-        X = check_inputs(X)
+        X = check_inputs(X, allow_nan=True)
         base, columns = self.prior_score(X), self.regressor_[:-1].transform(X)
         for k in tree_counts:
             trees = self.trees_.predict(columns, num_iteration=k) if k else 0.0

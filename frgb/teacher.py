@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from frgb.contract import FEATURES
 from frgb.errors import FrgbError
@@ -88,7 +88,9 @@ class VmafTeacher(RegressorMixin, BaseEstimator):
         self.model = model
 
     def fit(self, X=None, y=None):
-        """Read the model file (`X` and `y` are ignored); returns self."""
+        """Read the model file; returns self. `X` (N, 6), if given, is only checked: nothing is learned."""
+        if X is not None and check_array(X).shape[1] != len(FEATURES):
+            raise ValueError(f"X must be the {len(FEATURES)} features {', '.join(FEATURES)}, got {np.shape(X)}")
         spec = _model_json(self.model)
         if spec.get("norm_type") != "linear_rescale":
             raise FrgbError(f"VMAF model {self.model!r}: norm_type {spec.get('norm_type')!r} is not supported")
@@ -117,7 +119,10 @@ class VmafTeacher(RegressorMixin, BaseEstimator):
         |z - sv|^2 is expanded as |z|^2 - 2 z.sv + |sv|^2 (as the ONNX graph computes it) and
         evaluated in blocks of CHUNK_ROWS rows, so memory stays bounded for any N."""
         check_is_fitted(self)
-        z = np.asarray(X, dtype=np.float64) * self.feature_slope_ + self.feature_intercept_
+        z = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
+        if z.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must be the {self.n_features_in_} features {', '.join(FEATURES)}, got {z.shape}")
+        z = z * self.feature_slope_ + self.feature_intercept_
         sv = self.support_vectors_
         sv_squared = (sv**2).sum(axis=1)
         y = np.empty(len(z))
