@@ -1,9 +1,11 @@
 """frgb: a gradient-boosted VMAF predictor that keeps the fr_regressor_v2 ONNX contract.
 
-The layout follows the data: corpus rows (`frgb.corpus`, `frgb.loading`) -> contract encoding
-(`frgb.contract`) -> model (`frgb.teacher`, `frgb.model`, `frgb.training`) -> export targets
-(`frgb.export`) -> evaluation and reports (`frgb.evaluation`, `frgb.metrics`, `frgb.baseline`,
-`frgb.comparison`, `frgb.report`).
+The layout follows the data, and imports run one way along it: the contract (`frgb.contract`)
+-> corpus rows (`frgb.corpus`, `frgb.loading`) -> estimators (`frgb.teacher`, `frgb.model`,
+`frgb.baseline`) -> what a fit trains (`frgb.training`) -> cross-validation and what builds on it
+(`frgb.cv`, `frgb.intervals`, `frgb.tuning`, `frgb.comparison`) -> export targets (`frgb.export`)
+-> consumers' view (`frgb.evaluation`, `frgb.check`) -> the `frgb fit` workflow (`frgb.pipeline`)
+-> reports (`frgb.report`).
 """
 
 import os
