@@ -20,6 +20,10 @@ FEATURES: tuple[str, ...] = (
     "motion2",
 )
 
+#: libvmaf's default VMAF model: what ffmpeg's libvmaf filter scores with unless told otherwise,
+#: and so the teacher prior frgb assumes when neither the user nor the corpus names one.
+DEFAULT_PRIOR = "vmaf_v0.6.1"
+
 #: Number of feature columns (the `features` input's width).
 N_FEATURES = len(FEATURES)
 

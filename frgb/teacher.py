@@ -23,13 +23,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from frgb.contract import FEATURES
+from frgb.contract import DEFAULT_PRIOR, FEATURES
 from frgb.errors import FrgbError
 
 #: Models shipped with frgb (see frgb/vmaf_models/README.md), by the name corpora record.
 BUILTIN_MODELS = ("vmaf_v0.6.1", "vmaf_4k_v0.6.1")
-#: The teacher when neither the caller nor the corpus names one: libvmaf's default model.
-DEFAULT_PRIOR = "vmaf_v0.6.1"
 #: Rows per block of the kernel evaluation: its temporaries are CHUNK_ROWS x 211 float64.
 CHUNK_ROWS = 1 << 14
 

@@ -6,11 +6,12 @@ import json
 import math
 from pathlib import Path
 
-from frgb.contract import FEATURES
+from frgb.contract import DEFAULT_PRIOR, FEATURES
 
 #: libvmaf's per-frame key for each contract feature (older logs drop the prefix).
 LOG_KEYS = {name: f"integer_{name}" for name in FEATURES}
-VMAF_MODEL = "vmaf_v0.6.1"
+#: The model libvmaf scores with (its default), recorded in every row.
+VMAF_MODEL = DEFAULT_PRIOR
 
 
 def vmaf_filter(log_path: Path, ten_bit: bool) -> str:
