@@ -56,6 +56,11 @@ def corpus(
     work_dir: Optional[Path] = typer.Option(None, help="Folder for temporary references and encodes."),
     log_dir: Optional[Path] = typer.Option(None, help="Keep every libvmaf JSON log in this folder."),
     retry_failed: bool = typer.Option(False, help="Encode again the keys whose earlier row failed."),
+    scheduler: Optional[str] = typer.Option(
+        None, help="Run the encodes on a Dask cluster: a scheduler address (tcp://host:8786), or local:N for N "
+        "worker processes on this machine. Workers use their own ffmpeg and must read every source (a shared "
+        "path or an fsspec URL). Needs pip install 'frgb[cluster]'.",
+    ),
 ) -> None:
     """Encode sources over a grid of (encoder, preset, CRF), score each encode with libvmaf and
     append one schema v3 row per encode to OUT.
@@ -78,13 +83,24 @@ def corpus(
             base.encoders + tuple(parse_encoder_option(e) for e in encoder),
             duration if duration is not None else base.duration,
         )
-        exe = find_ffmpeg(ffmpeg)
+        if scheduler and jobs != 1:
+            fail("give --jobs or --scheduler, not both: on a cluster its workers run the encodes")
         with progress_bar("encodes") as bar:
-            summary = build_corpus(
-                the_grid, out, exe, jobs=jobs, work_dir=work_dir, log_dir=log_dir, retry_failed=retry_failed,
+            progress = dict(
                 on_plan=lambda todo, skipped: bar.start(todo, f"{skipped} already in {out.name}"),
                 on_row=lambda row: bar.advance(f"{row['src']} {row['encoder']} {row['preset']} crf {row['crf']:g}"),
             )
+            if scheduler:
+                from frgb.corpus.cluster import build_corpus_on_cluster, report_lines
+
+                summary = build_corpus_on_cluster(
+                    the_grid, out, scheduler, ffmpeg, work_dir, log_dir, retry_failed, **progress,
+                    on_cluster=lambda c: typer.echo(f"cluster: {c.workers} workers at {c.scheduler}, dashboard "
+                                                    f"{c.dashboard or 'not served'}", err=True),
+                )
+            else:
+                summary = build_corpus(the_grid, out, find_ffmpeg(ffmpeg), jobs=jobs, work_dir=work_dir,
+                                       log_dir=log_dir, retry_failed=retry_failed, **progress)
     except FrgbError as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -94,6 +110,8 @@ def corpus(
         f"{summary.written} rows written ({summary.failed} failed), {summary.skipped} already present, "
         f"{len(summary.sources)} sources, {summary.seconds:.0f} s -> {out}"
     )
+    for line in report_lines(summary) if scheduler else ():
+        typer.echo(line)
 
 
 def _default_corpus() -> Path:
