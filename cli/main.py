@@ -95,7 +95,7 @@ def corpus(
 
                 summary = build_corpus_on_cluster(
                     the_grid, out, scheduler, ffmpeg, work_dir, log_dir, retry_failed, **progress,
-                    on_cluster=lambda c: typer.echo(f"cluster: {c.workers} workers at {c.scheduler}, dashboard "
+                    on_cluster=lambda c: typer.echo(f"cluster: {c.workers} worker(s) at {c.scheduler}, dashboard "
                                                     f"{c.dashboard or 'not served'}", err=True),
                 )
             else:

@@ -43,7 +43,7 @@ from frgb.corpus.sources import (
 from frgb.errors import FrgbError
 
 #: Seconds to reach a scheduler, and to wait for its first worker.
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
 WORKERS_TIMEOUT = 60.0
 #: Encode tasks kept on the cluster at once: per worker thread, and at least.
 TASKS_PER_THREAD = 4
@@ -133,7 +133,8 @@ def connect(scheduler: str, work_dir: Path | None = None):
                 client = distributed.Client(where, timeout=CONNECT_TIMEOUT)
             except (OSError, TimeoutError, asyncio.TimeoutError, ValueError) as e:
                 reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-                raise FrgbError(f"cannot reach a Dask scheduler at {where} within {CONNECT_TIMEOUT:g} s ({reason}); "
+                reason = "" if reason.startswith("Timed out") else f" ({reason})"
+                raise FrgbError(f"cannot reach a Dask scheduler at {where} within {CONNECT_TIMEOUT:g} s{reason}; "
                                 "is `dask scheduler` running there?") from None
     except BaseException:
         if cluster is not None:
@@ -305,8 +306,8 @@ def _check_workers(client, specs: list, duration: float) -> None:
                 missing.setdefault(problem, []).append(worker)
     if missing:
         problem, workers = next(iter(missing.items()))
-        raise FrgbError(f"{problem} on {len(workers)} of {len(answers)} workers (first {workers[0]}); every worker "
-                        "must read every source: a path they all share, or an fsspec URL (s3://, gs://, https://)")
+        raise FrgbError(f"{len(workers)} of {len(answers)} workers cannot read a source (first {workers[0]}): {problem}; "
+                        "every worker must read every source: a path they all share, or an fsspec URL")
 
 
 def _render(client, specs: list, duration: float, ffmpeg: str | None, run_id: str) -> list[RefInfo]:
@@ -419,9 +420,9 @@ def build_corpus_on_cluster(
                 summary.dashboard = client.dashboard_link
             except (KeyError, AttributeError, TypeError):
                 summary.dashboard = None
-            on_cluster(summary)
             _check_workers(client, specs, grid.duration)
             infos = _render(client, specs, grid.duration, ffmpeg, run_id)
+            on_cluster(summary)
             by_sha = {}
             for spec, info in zip(specs, infos):
                 summary.sources[info.name] = info.sha256
