@@ -132,7 +132,9 @@ def _print_json(data) -> None:
 
 @app.command()
 def fit(
-    corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
+    corpus: Optional[Path] = typer.Option(
+        None, help="JSONL corpus, or a folder or glob of shards read as one [default: the shipped data/corpus.jsonl]."
+    ),
     out: Path = typer.Option(Path("out"), help="Output folder for .onnx, sidecar .json and registry.json."),
     id: str = typer.Option("frgb", "--id", help="Model id: file stem and registry key."),
     seed: int = typer.Option(0, help="Random seed; the same corpus, options and seed give the same bytes."),
@@ -217,7 +219,9 @@ def fit(
 @app.command("eval")
 def evaluate(
     model: Optional[Path] = typer.Argument(None, help="ONNX model to score (its sidecar .json must sit next to it)."),
-    corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
+    corpus: Optional[Path] = typer.Option(
+        None, help="JSONL corpus, or a folder or glob of shards read as one [default: the shipped data/corpus.jsonl]."
+    ),
     plcc: bool = typer.Option(True, "--plcc/--no-plcc", help="Report PLCC, SROCC and RMSE (the default)."),
     min_plcc: Optional[float] = typer.Option(None, help="Exit with status 1 if PLCC is below this gate."),
     intervals: list[float] = typer.Option(
