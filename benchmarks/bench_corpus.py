@@ -23,8 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from frgb.corpus import build, cluster
@@ -78,9 +81,30 @@ def noop_task(task, row=canned_row()):
     return {**row, "src_sha256": task.ref.sha256, "encoder": task.encoder, "preset": task.preset, "crf": task.crf}
 
 
-def intake(n: int, folder: Path) -> dict:
-    """Rows/s of the client loop with no-op tasks on a 2-worker LocalCluster, with and without
-    appending, and of `_append` alone."""
+@contextmanager
+def dask_processes(folder: Path, workers: int):
+    """`dask scheduler` and `dask worker --nworkers N` as subprocesses: the scheduler in a process
+    of its own, as on a real cluster (a LocalCluster's shares the client's process)."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    file = folder / "scheduler.json"
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
+                               "127.0.0.1:0", "--scheduler-file", str(file)], **quiet)]
+    try:
+        while not file.exists():
+            time.sleep(0.1)
+        address = json.loads(file.read_text())["address"]
+        procs.append(subprocess.Popen([dask, "worker", address, "--nworkers", str(workers), "--nthreads", "1"], **quiet))
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait()
+
+
+def intake(n: int, folder: Path, scheduler: str) -> dict:
+    """Rows/s of the client loop with no-op tasks on 2 workers, with and without appending, and
+    of `_append` alone."""
     row = canned_row()
     out = folder / "append.jsonl"
     started = time.perf_counter()
@@ -97,7 +121,8 @@ def intake(n: int, folder: Path) -> dict:
     cluster.encode_task = noop_task
     seconds = {}
     try:
-        with cluster.connect("local:2") as client:
+        with cluster.connect(scheduler) as client:
+            client.wait_for_workers(2, timeout=60)
             workers = len(client.nthreads())
 
             def sweep(name: str) -> float:
@@ -133,19 +158,31 @@ def main() -> None:
         for name, rs in results.items():
             print(f"| {label} | {rs[0]['tasks']} | `{name}` | {len(rs)} | {med(rs, 'total'):.2f} | {med(rs, 'sweep'):.2f} "
                   f"| {med(rs, 'total') / med(base, 'total'):.2f} | {med(rs, 'sweep') / med(base, 'sweep'):.2f} |")
-    with tempfile.TemporaryDirectory() as folder:
-        f = intake(args.intake, Path(folder))
+    figures = {}
+    for label in ("`local:2` (scheduler in the client's process)", "`dask scheduler` + `dask worker --nworkers 2`"):
+        runs = []
+        for _ in range(3):
+            with tempfile.TemporaryDirectory() as folder:
+                if label.startswith("`local"):
+                    runs.append(intake(args.intake, Path(folder), "local:2"))
+                else:
+                    with dask_processes(Path(folder), 2) as address:
+                        runs.append(intake(args.intake, Path(folder), address))
+        figures[label] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print()
-    print(f"No-op tasks through the client loop on a {f['workers']}-worker LocalCluster ({f['n']} tasks, each "
-          f"returning a {f['row_bytes']}-byte row):")
+    f = next(iter(figures.values()))
+    print(f"No-op tasks through the client loop on 2 workers ({f['n']:.0f} tasks, each returning a {f['row_bytes']:.0f}-byte "
+          "row; median of 3 runs):")
     print()
-    print("| figure | value |")
-    print("|---|---:|")
-    print(f"| per-task overhead, client + scheduler + worker round trip (wall / tasks) | {f['per_task_ms']:.2f} ms |")
-    print(f"| per-task overhead per worker slot (wall x workers / tasks) | {f['per_slot_ms']:.2f} ms |")
-    print(f"| client loop without writing | {f['loop_rate']:.0f} rows/s |")
-    print(f"| client loop with the append (JSON, O_APPEND write, fsync per row) | {f['loop_append_rate']:.0f} rows/s |")
-    print(f"| `_append` alone | {f['append_rate']:.0f} rows/s |")
+    print("| figure | " + " | ".join(figures) + " |")
+    print("|---|" + "---:|" * len(figures))
+    rows = [("per-task overhead, submit to row in hand (wall / tasks)", "per_task_ms", "{:.2f} ms"),
+            ("the same per worker slot (wall x workers / tasks)", "per_slot_ms", "{:.2f} ms"),
+            ("client loop without writing", "loop_rate", "{:.0f} rows/s"),
+            ("client loop with the append (JSON, O_APPEND write, fsync per row)", "loop_append_rate", "{:.0f} rows/s"),
+            ("`_append` alone", "append_rate", "{:.0f} rows/s")]
+    for name, key, fmt in rows:
+        print(f"| {name} | " + " | ".join(fmt.format(f[key]) for f in figures.values()) + " |")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def dask_processes(folder: Path, workers: list[dict]):
                                            "--local-directory", str(folder / f"w{i}")], cwd=folder, stdout=log,
                                           stderr=log, env={**os.environ, **env}))
         client = distributed.Client(address, timeout=30)
-        client.wait_for_workers(len(workers), timeout=60)
+        if workers:
+            client.wait_for_workers(len(workers), timeout=60)
         yield SimpleNamespace(address=address, client=client, folder=folder)
     finally:
         if client is not None:
@@ -280,6 +281,16 @@ def test_a_source_missing_on_the_workers_is_one_line_before_any_encode(dask_clus
     line = one_line_error(tmp_path, "-s", str(tmp_path / "nowhere.mp4"), "--scheduler", dask_cluster.address)
     assert "2 of 2 workers cannot read a source" in line and "nowhere.mp4': no such file" in line
     assert not frgb_tasks(dask_cluster.client)
+
+
+@pytest.mark.slow
+def test_a_scheduler_without_workers_is_one_line(ffmpeg, tmp_path, monkeypatch):
+    from frgb.corpus import cluster
+
+    monkeypatch.setattr(cluster, "WORKERS_TIMEOUT", 1.0)
+    with dask_processes(tmp_path, []) as empty:
+        line = one_line_error(tmp_path, "--scheduler", empty.address)
+    assert f"no Dask worker joined the scheduler at {empty.address} within 1 s" in line
 
 
 # ----------------------------------------------------------------------------------------------

@@ -253,6 +253,8 @@ def check_sources(specs: list, duration: float) -> dict:
             problems.append(None)
         except FrgbError as e:
             problems.append(str(e))
+        except Exception as e:  # the URL's filesystem refused: credentials, network, ...
+            problems.append(f"source {source_url(spec)!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     return {"frgb": __version__, "problems": problems}
 
 
