@@ -422,6 +422,8 @@ def build_corpus_on_cluster(
     _distributed()
     started = time.perf_counter()
     run_id = uuid.uuid4().hex
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="frgb-cluster-", dir=work_dir))
     try:
         specs = [_stage(spec, staging) for spec in grid.sources]
