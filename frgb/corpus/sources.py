@@ -181,8 +181,10 @@ def url_filesystem(url: str):
 def fetch(url: str, folder: Path) -> Path:
     """A local file with the bytes of `url`: the file itself for `file://`, else a copy made once
     in `folder` (written to a temporary name, then renamed)."""
+    from fsspec.implementations.local import LocalFileSystem
+
     fs, path = url_filesystem(url)
-    if "file" in fs.protocol:
+    if isinstance(fs, LocalFileSystem):
         if not Path(path).is_file():
             raise FrgbError(f"source {url!r}: no such file")
         return Path(path)
