@@ -369,3 +369,18 @@ def test_workers_with_another_ffmpeg_fail_their_rows_and_never_mix_references(ff
         else:
             assert "lacks the libvmaf filter" in row["error"]
     assert "a worker rendered another reference than the first one seen" in output
+
+
+def test_a_task_that_raised_or_killed_its_workers_is_a_failed_row_and_a_lost_one_stops_the_run(task):
+    from frgb.corpus.build import Encode
+    from frgb.corpus.cluster import _row
+    from frgb.errors import FrgbError
+
+    job = Encode(task.ref.reference(), task.encoder, task.preset, task.crf)
+    died = SimpleNamespace(status="error", key="k")
+    error = distributed.KilledWorker("k", SimpleNamespace(address="tcp://gone:1"), 3)
+    row = _row(died, (type(error), error, None), job, "run")
+    assert row["exit_status"] != 0 and row["error"].startswith("on the cluster: KilledWorker")
+    assert (row["src_sha256"], row["crf"]) == (task.ref.sha256, task.crf)
+    with pytest.raises(FrgbError, match="rerun the same command to resume"):
+        _row(SimpleNamespace(status="cancelled", key="k"), None, job, "run")
