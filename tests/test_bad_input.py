@@ -86,7 +86,7 @@ ERRORS = [
     Error("empty file", lambda g: b"", EMPTY),
     Error("only blank lines", lambda g: b"\n  \n\t\n", EMPTY),
     Error("missing path", None, "{path}: no such file", path=lambda d: d / "missing.jsonl"),
-    Error("a directory", None, "{path}: is a directory, not a JSONL corpus file", path=_directory),
+    Error("a folder without *.jsonl shards", None, "{path}: a folder without *.jsonl corpus shards", path=_directory),
     Error("a file that cannot be read (I/O error)", None, "{path}: cannot read (Input/output error)", path=_unreadable),
     Error("non-UTF-8 bytes (Latin-1 'é')", lambda g: jsonl(g) + b'{"src": "caf\xe9"}\n', "{path}:{n}: not UTF-8 text (byte 0xe9)"),
     Error("valid JSON, not an object: array", lambda g: jsonl(g) + b"[1, 2]\n" + jsonl(g[:1]), NOT_OBJECT),

@@ -54,7 +54,7 @@ def test_check_exit_codes_say_which(fitted_dir):
     "args, message",
     [
         (("fit", "--corpus", "{tmp}/missing.jsonl", "--out", "{tmp}/o"), "missing.jsonl: no such file"),
-        (("fit", "--corpus", "{tmp}", "--out", "{tmp}/o"), "is a directory"),
+        (("fit", "--corpus", "{tmp}", "--out", "{tmp}/o"), "bad.jsonl:2: malformed JSON"),  # a folder of shards
         (("fit", "--corpus", "{tmp}/empty.jsonl", "--out", "{tmp}/o"), "empty"),
         (("fit", "--corpus", "{tmp}/bad.jsonl", "--out", "{tmp}/o"), "bad.jsonl:2: malformed JSON"),
         (("fit", "--target", "tflite", "--out", "{tmp}/o"), "'tflite' is not one of 'onnxml', 'libvmaf'"),

@@ -24,7 +24,7 @@ from frgb.corpus.encoders import RECIPES
 from frgb.corpus.ffmpeg import check_capabilities, ffmpeg_version, run
 from frgb.corpus.grid import Grid
 from frgb.corpus.scoring import VMAF_MODEL, aggregates, read_log, vmaf_filter
-from frgb.corpus.sources import Reference, parse_source, render_reference
+from frgb.corpus.sources import Reference, render_reference, resolve_source
 from frgb.errors import FrgbError
 
 SCHEMA_VERSION = 3
@@ -168,11 +168,11 @@ class _Failed(Exception):
         self.status = status
 
 
-def encode_and_score(ffmpeg: str, job: Encode, context: dict, work: Path, log_dir: Path | None) -> dict:
-    """The schema v3 row of one encode; a failure gives a row with exit_status != 0 and `error`."""
+def _row_head(job: Encode, context: dict) -> dict:
+    """What a row says about its encode before it is measured."""
     ref = job.ref
     recipe = RECIPES[job.encoder]
-    row = {
+    return {
         "schema_version": SCHEMA_VERSION,
         "run_id": context["run_id"],
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -199,6 +199,19 @@ def encode_and_score(ffmpeg: str, job: Encode, context: dict, work: Path, log_di
         "shot_avg_duration_sec": ref.duration_s,
         "shot_duration_std_sec": 0.0,
     }
+
+
+def failed_row(job: Encode, context: dict, status: int, error: str, attempts: int = ATTEMPTS) -> dict:
+    """The row of an encode that could not be scored: exit_status != 0, the reason in `error`."""
+    empty = {f"{f}_{s}": None for f in FEATURES for s in ("mean", "std")}
+    empty.update({f"enc_internal_{k}": None for k in ENC_INTERNAL})
+    return {**_row_head(job, context), **empty, "vmaf_score": None, "exit_status": status,
+            "error": error, "attempts": attempts}
+
+
+def encode_and_score(ffmpeg: str, job: Encode, context: dict, work: Path, log_dir: Path | None) -> dict:
+    """The schema v3 row of one encode; a failure gives a row with exit_status != 0 and `error`."""
+    row = _row_head(job, context)
     folder = Path(tempfile.mkdtemp(dir=work))
     try:
         for attempt in range(ATTEMPTS):
@@ -207,12 +220,17 @@ def encode_and_score(ffmpeg: str, job: Encode, context: dict, work: Path, log_di
                 return {**row, **measured, "exit_status": 0, "attempts": attempt + 1}
             except _Failed as failure:
                 error = failure
-        empty = {f"{f}_{s}": None for f in FEATURES for s in ("mean", "std")}
-        empty.update({f"enc_internal_{k}": None for k in ENC_INTERNAL})
-        return {**row, **empty, "vmaf_score": None, "exit_status": error.status,
-                "error": str(error), "attempts": ATTEMPTS}
+        return failed_row(job, context, error.status, str(error))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def plan(grid: Grid, refs: list[Reference], out: Path, retry_failed: bool) -> tuple[list[Encode], int]:
+    """The encodes of `grid` over the rendered `refs` whose keys are not yet in `out`, and how
+    many encodes the grid has in all."""
+    done_keys = existing_keys(out, retry_failed)
+    todo = [Encode(ref, e.encoder, preset, crf) for ref in refs for e in grid.encoders for preset, crf in e.points()]
+    return [job for job in todo if job.key not in done_keys], len(todo)
 
 
 def _encoder_version(ffmpeg: str, encoder: str, preset: str, work: Path) -> str | None:
@@ -258,16 +276,10 @@ def build_corpus(
     try:
         refs = []
         for spec in grid.sources:
-            ref = render_reference(ffmpeg, parse_source(spec, grid.duration), grid.duration, work / "refs")
+            ref = render_reference(ffmpeg, resolve_source(spec, grid.duration, work / "src"), grid.duration, work / "refs")
             summary.sources[ref.source.name] = ref.sha256
             refs.append(ref)
-        done_keys = existing_keys(out, retry_failed)
-        todo = [
-            Encode(ref, e.encoder, preset, crf)
-            for ref in refs for e in grid.encoders for preset, crf in e.points()
-        ]
-        summary.planned = len(todo)
-        pending = [job for job in todo if job.key not in done_keys]
+        pending, summary.planned = plan(grid, refs, out, retry_failed)
         summary.skipped = summary.planned - len(pending)
         on_plan(len(pending), summary.skipped)
         context = {

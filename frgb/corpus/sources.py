@@ -7,17 +7,24 @@ A source spec is a string (or a TOML/JSON table with the same fields):
                           simulated camera move: `pan`, `zoom` or `shake`
 - `lavfi:GENERATOR`       an ffmpeg generator (testsrc2, mandelbrot, smptehdbars, ...)
 - `PATH`                  any file ffmpeg decodes; raw `.yuv` needs raw_size and raw_fps
+- `URL`                   such a file as an fsspec URL (`s3://`, `gs://`, `https://`, `file://`,
+                          `memory://`; the cloud schemes need their fsspec package, e.g. s3fs),
+                          fetched to a local folder once before ffmpeg reads it (`file://` is
+                          read in place); rows record the URL as `src`
 
 Any spec may end in `@WxH` to set the rendered size (default: the clip's own size, 640x360 for
-stills and generators).
+stills and generators). A table may also give `src`: the name rows record instead of the spec.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-from dataclasses import dataclass
-from pathlib import Path
+import os
+import re
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 
 from frgb.corpus.ffmpeg import run
 from frgb.errors import FrgbError
@@ -25,6 +32,8 @@ from frgb.errors import FrgbError
 MOTIONS = ("pan", "zoom", "shake")
 DEFAULT_SIZE = (640, 360)
 DEFAULT_FPS = 25.0
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SIZE_SUFFIX = re.compile(r"@\d+x\d+$")
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,68 @@ def parse_source(spec: str | dict, duration: float) -> Source:
         args = ("-f", "rawvideo", "-pix_fmt", pix, "-s", f"{rw}x{rh}", "-r", str(fields["raw_fps"]), "-i", str(path))
         return Source(text, args, f"{scale}setsar=1", float(fields["raw_fps"]), size or (rw, rh))
     return Source(text, ("-i", str(path)), f"{scale}setsar=1", None, size)
+
+
+def _spec_text(spec: str | dict) -> str:
+    return str(spec.get("spec") or spec.get("path") or "") if isinstance(spec, dict) else str(spec)
+
+
+def source_url(spec: str | dict) -> str | None:
+    """The fsspec URL a spec names (without its @WxH), or None for every other kind of spec."""
+    text = _spec_text(spec)
+    return _SIZE_SUFFIX.sub("", text) if _URL.match(text) else None
+
+
+def url_filesystem(url: str):
+    """(fsspec filesystem, path inside it) of a source URL; a one-line error if fsspec or the
+    scheme's own package (s3fs, gcsfs, aiohttp for https) is missing."""
+    try:
+        import fsspec
+    except ImportError:
+        raise FrgbError(f"source {url!r}: URL sources need fsspec: pip install 'frgb[cluster]'") from None
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as e:
+        raise FrgbError(f"source {url!r}: {str(e).splitlines()[0]}") from None
+
+
+def fetch(url: str, folder: Path) -> Path:
+    """A local file with the bytes of `url`: the file itself for `file://`, else a copy made once
+    in `folder` (written to a temporary name, then renamed)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, path = url_filesystem(url)
+    if isinstance(fs, LocalFileSystem):
+        if not Path(path).is_file():
+            raise FrgbError(f"source {url!r}: no such file")
+        return Path(path)
+    target = folder / f"src-{hashlib.sha256(url.encode()).hexdigest()[:16]}{PurePosixPath(path).suffix}"
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.part")
+        try:
+            fs.get_file(path, str(part))
+        except FileNotFoundError:
+            raise FrgbError(f"source {url!r}: no such file") from None
+        except OSError as e:
+            raise FrgbError(f"source {url!r}: cannot fetch it ({e})") from None
+        part.replace(target)
+    return target
+
+
+def resolve_source(spec: str | dict, duration: float, folder: Path) -> Source:
+    """`parse_source`, after fetching a URL source into `folder`; the source is named by its URL
+    (or by the table's `src`)."""
+    fields = dict(spec) if isinstance(spec, dict) else {"spec": spec}
+    name = fields.pop("src", None)
+    url = source_url(fields)
+    if url is not None:
+        text = _spec_text(fields)
+        fields.pop("path", None)
+        fields["spec"] = f"{fetch(url, folder)}{text[len(url):]}"
+        name = name or url
+    source = parse_source(fields, duration)
+    return replace(source, name=name) if name else source
 
 
 def _y4m_geometry(path: Path) -> tuple[int, int, float, int]:
