@@ -356,12 +356,13 @@ def _eval_loso(corpus: Optional[Path], options, baseline: bool, mlp_max_iter: Op
         typer.echo(loso_text(result))
 
 
-def _echo_vectors(figures: dict) -> None:
+def _echo_vectors(figures: dict, held_out: bool = False) -> None:
     """The codec-vector table: one line per vector real callers send (frgb.vectors)."""
     from frgb.vectors import COVERAGE_BOUND, POINT_BOUND
 
-    typer.echo(f"codec vectors (score move from the card vector's, bound {POINT_BOUND:g}; interval coverage "
-               f"within {COVERAGE_BOUND:g} of the level)")
+    coverage = (f"interval coverage within {COVERAGE_BOUND:g} of the level" if held_out else
+                "coverage on these rows, judged only held out: frgb eval --vectors")
+    typer.echo(f"codec vectors (largest score move from the card vector's, bound {POINT_BOUND:g}; {coverage})")
     for name, m in figures.items():
         interval = m.get("interval")
         cover = f"  coverage {interval['coverage']:.3f}  width {interval['mean_width']:.3f}" if interval else ""
@@ -404,7 +405,7 @@ def _eval_vectors(corpus: Optional[Path], prior: str, codec_blind: bool, monoton
     for result in results:
         typer.echo(f"{result['layout']} ({result['codec_width']} wide), codec guard "
                    f"{'on' if result['codec_guard'] else 'off'}: leave-one-source-out, {result['sources']} sources")
-        _echo_vectors(result["vectors"])
+        _echo_vectors(result["vectors"], held_out=True)
     if report:
         typer.echo(f"report -> {report}")
 
@@ -479,26 +480,40 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Validate an ONNX file against the fr_regressor_v2 contract (names, dtypes, shapes, opset 17,
-    dynamic batch, runs at batch 1, 7 and 1000) and say whether libvmaf's loader would accept it.
+    dynamic batch, runs at batch 1, 7 and 1000; the codec layout, card or fork-v2, and the input
+    kind, two inputs or one, are read from the graph) and say whether libvmaf's loader would accept
+    it (its 50 MiB cap, weights in external data not counted; op names on its allowlist, matched by
+    name in any domain), and whether every op is in the default domain (frgb's stricter rule).
 
-    Exit status: 0 contract met and libvmaf-loadable; 1 contract met but not libvmaf-loadable;
-    2 contract not met (or the file cannot be read).
+    Exit status: 0 contract met, libvmaf-loadable and default domain only; 1 contract met but not
+    libvmaf-loadable or outside the default domain; 2 contract not met (or the file cannot be read).
     """
     from frgb.check import check_model
 
     report = check_model(model, allowlist)
     if as_json:
         _print_json({"path": report.path, "meets_contract": report.meets_contract,
-                     "contract_problems": report.contract_problems, "libvmaf_loadable": report.libvmaf_loadable,
-                     "offending_ops": report.offending_ops, "exit_code": report.exit_code})
+                     "contract_problems": report.contract_problems, "layout": report.layout,
+                     "inputs": report.inputs, "libvmaf_loadable": report.libvmaf_loadable,
+                     "offending_ops": report.offending_ops, "loader_problems": report.loader_problems,
+                     "default_domain_only": report.default_domain_only, "foreign_domains": report.foreign_domains,
+                     "external_data_bytes": report.external_data_bytes, "exit_code": report.exit_code})
     else:
         typer.echo(f"{report.path}")
-        typer.echo("contract      " + ("ok" if report.meets_contract else "FAILED"))
+        layout = f" ({report.layout} layout, {report.inputs} input{'s' if report.inputs == 'two' else ''})"
+        typer.echo("contract      " + ("ok" if report.meets_contract else "FAILED") + (layout if report.layout else ""))
         for problem in report.contract_problems:
             typer.echo(f"  - {problem}")
         typer.echo("libvmaf       " + ("loadable" if report.libvmaf_loadable else "NOT loadable"))
+        for problem in report.loader_problems:
+            typer.echo(f"  - {problem}")
         for op, n in report.offending_ops.items():
-            typer.echo(f"  - {op} x{n}: not allowed by libvmaf's loader (default-domain allowlist only)")
+            typer.echo(f"  - {op} x{n}: not on libvmaf's op allowlist")
+        if report.external_data_bytes:
+            typer.echo(f"  external data {report.external_data_bytes / 2**20:.1f} MiB (not counted by the loader's cap)")
+        typer.echo("default domain " + ("only" if report.default_domain_only else "NO"))
+        for op, n in report.foreign_domains.items():
+            typer.echo(f"  - {op} x{n}: outside the default domain (frgb's rule; libvmaf's loader matches names only)")
     raise typer.Exit(code=report.exit_code)
 
 
