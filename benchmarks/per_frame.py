@@ -120,6 +120,9 @@ def measure(rows_path: Path, model_dir: Path) -> dict:
             [np.mean([run_one(sess, frame, c) for frame in x]) for x, c in zip(per_frame_features, card)])
         results[f"{name}, per frame then mean, libvmaf's block (unknown, 0, 0)"] = np.array(
             [np.mean([run_one(sess, frame, successor) for frame in x]) for x in per_frame_features])
+    moves = {name: float(np.abs(results[f"{name}, per frame then mean, the row's codec block"]
+                                - results[f"{name}, per frame then mean, libvmaf's block (unknown, 0, 0)"]).max())
+             for name in GRAPHS}
     figures = {}
     for name, pred in results.items():
         error = pred - target
@@ -127,7 +130,7 @@ def measure(rows_path: Path, model_dir: Path) -> dict:
                          "max_abs": float(np.abs(error).max())}
     return {"rows": len(corpus), "frames": int(sum(len(x) for x in per_frame_features)),
             "sources": sorted(set(corpus.source.tolist())), "encoders": sorted(set(corpus.encoder.tolist())),
-            "figures": figures}
+            "figures": figures, "block_moves": moves}
 
 
 def markdown(result: dict, command: str) -> str:
@@ -146,6 +149,37 @@ def markdown(result: dict, command: str) -> str:
         "|---|---:|---:|---:|",
         *(f"| {name} | {f['rmse']:.3f} | {f['bias']:+.3f} | {f['max_abs']:.3f} |"
           for name, f in result["figures"].items()),
+        "",
+    ]
+    fig = result["figures"]
+    prior_frame, prior_encode = fig["prior alone, per frame then mean"], fig["prior alone, per encode (mean features)"]
+    frgb_encode = fig[f"{GRAPHS[0]}, per encode (mean features)"]
+    closer = "closer to" if frgb_encode["rmse"] < prior_encode["rmse"] else "no closer to"
+    for name in GRAPHS:
+        encode, frame = fig[f"{name}, per encode (mean features)"], fig[f"{name}, per frame then mean, the row's codec block"]
+        blind = fig[f"{name}, per frame then mean, libvmaf's block (unknown, 0, 0)"]
+        lines += [f"- `{name}`: per encode RMSE {encode['rmse']:.3f}; per frame then pooled {frame['rmse']:.3f} "
+                  f"(bias {frame['bias']:+.3f}), and {blind['rmse']:.3f} with the block libvmaf sends."]
+    lines += [
+        "",
+        "## What to expect, and which file",
+        "",
+        f"Per frame, the prior alone is VMAF's own per-frame model: pooled, it gives `vmaf_score` itself (RMSE "
+        f"{prior_frame['rmse']:.4f}). frgb's residual trees learn what that model misses when it is applied to a "
+        "row's *mean* features; applied to each frame they correct a gap that per-frame scoring does not have, "
+        "so pooled per-frame frgb scores sit about that much away from `vmaf_score` (table above). Per encode, "
+        f"on the mean features, frgb ({frgb_encode['rmse']:.3f}) is {closer} `vmaf_score` than the prior on the "
+        f"same means ({prior_encode['rmse']:.3f}). So:",
+        "",
+        "- a libvmaf build that runs the graph per frame (batch 1, codec block zero-filled with `unknown` set) "
+        "can load `model/frgb_fork_v2_libvmaf.onnx` (14 wide) or `model/frgb_libvmaf.onnx` (8 wide): the slot it "
+        "sets, w - 3, is `unknown` in both, the fork-v2 graph's guard scores that block exactly codec-blind, and "
+        f"the pooled scores under it differ from those under each row's own block by at most "
+        f"{max(result['block_moves'].values()):.4f} VMAF; the `_interval` files add `lower` and "
+        "`upper` per frame. Expect the per-frame figures above, not the per-encode ones;",
+        "- to reproduce libvmaf's pooled VMAF from per-frame features, pool libvmaf's own per-frame score;",
+        "- to predict the pooled VMAF of an encode from its pooled features, call the graph once per encode with "
+        "the mean features (what frgb is trained and evaluated for).",
         "",
     ]
     return "\n".join(lines) + "\n"

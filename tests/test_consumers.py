@@ -246,3 +246,23 @@ def test_every_fork_graph_meets_the_contract_and_its_sidecar_serves_every_reader
                 "license": "BSD-2-Clause-Patent"}
     assert {k: sidecar.get(k) for k in expected} == expected
     assert "Codec guard" in sidecar["unseen_encoders"] and sidecar["frgb"]["layout"] == "fork-v2"
+
+
+def test_per_frame_rows_are_libvmaf_frames_and_the_benchmark_measures_them():
+    """data/per-frame.jsonl (benchmarks/per_frame.py --make): every row's frames are libvmaf's, so the
+    prior pooled per frame is vmaf_score; the benchmark's per-frame calls run on the shipped graphs."""
+    import importlib.util
+
+    from tests.helpers import REPO
+
+    path = REPO / "benchmarks" / "per_frame.py"
+    spec = importlib.util.spec_from_file_location("per_frame", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.measure(REPO / "data" / "per-frame.jsonl", REPO / "model")
+    figures = result["figures"]
+    assert result["rows"] == 60 and result["frames"] == 3000
+    assert figures["prior alone, per frame then mean"]["rmse"] <= 1e-3
+    for name in bench.GRAPHS:
+        assert figures[f"{name}, per encode (mean features)"]["rmse"] < figures[
+            "prior alone, per encode (mean features)"]["rmse"]
