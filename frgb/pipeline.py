@@ -60,10 +60,10 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
     layout = layout_named(options.layout)
     if intervals is not None:
         check_level(intervals)
-    stems = [file_stem(name, layout, t, k, interval) for interval in (False, True)[:1 + (intervals is not None)]
-             for t in targets for k in kinds]
-    for stem in stems:
-        check_id(stem)
+    for interval in [False] + ([True] if intervals is not None else []):
+        for target in targets:
+            for kind in kinds:
+                check_id(file_stem(name, layout, target, kind, interval))
     registry_before = read_registry_document(out)
     corpus = in_layout(load_corpus(corpus_path), layout)
     choice = choose_prior(corpus, options.prior)

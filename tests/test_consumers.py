@@ -266,3 +266,26 @@ def test_per_frame_rows_are_libvmaf_frames_and_the_benchmark_measures_them():
     for name in bench.GRAPHS:
         assert figures[f"{name}, per encode (mean features)"]["rmse"] < figures[
             "prior alone, per encode (mean features)"]["rmse"]
+
+
+@pytest.mark.parametrize("target", list(Target))
+def test_card_single_input_graphs_with_and_without_an_input_scaler(fitted, small_corpus, tmp_path, target):
+    """The card's 8-wide block in one (N, 14) input, the prior fed the features half; with
+    --input-scaler the graph maps that half back to raw features first."""
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"feature_mean": [0.955, 0.518, 0.862, 0.916, 0.945, 8.95],
+                               "feature_std": [0.034, 0.158, 0.119, 0.086, 0.063, 4.33]}))
+    X = design_matrix(small_corpus)
+    want = fitted.predict(X)
+    for scaler in (None, old):
+        exported = export(fitted, small_corpus, tmp_path / str(scaler is None), "m", target, {"smoke": True}, {},
+                          scaler, inputs=Inputs.ONE)
+        assert exported.onnx_path.name == f"m{target.suffix}_single.onnx"
+        report = check_model(exported.onnx_path)
+        assert report.meets_contract and (report.layout, report.inputs) == ("card", "one")
+        sidecar = json.loads(exported.sidecar_path.read_text())
+        assert sidecar["onnx_has_scaler"] is (scaler is None)
+        features = (X[:, :N_FEATURES] - np.array(sidecar["feature_mean"])) / np.array(sidecar["feature_std"])
+        sess = session(exported.onnx_path)
+        got = [fork_proxy(sess, f, c) for f, c in zip(features[::9], X[::9, N_FEATURES:])]
+        assert np.max(np.abs(np.array(got) - want[::9])) <= (TOLERANCE if scaler is None else 1e-3)
