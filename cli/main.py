@@ -161,7 +161,7 @@ PRIOR_HELP = ("Teacher prior: auto (the corpus's vmaf_model), vmaf_v0.6.1, vmaf_
 LAYOUT_HELP = ("Codec layout: card (the model card's 8-wide block, the default) or fork-v2 (the VMAF fork's "
                "production 14-wide block, encoder vocabulary v2: five software, six NVENC/QSV encoders, unknown).")
 GUARD_HELP = ("Score every codec block without a trained encoder slot (unknown, a slot no row trained, all zeros) "
-              "as the codec-blind vector, and give its interval the widest codec-blind margin "
+              "as the codec-blind vector, and give its interval the widest margin of the trained slots "
               "[default: on for fork-v2, off for card, whose default files stay as they were].")
 
 

@@ -94,6 +94,10 @@ def _summary(outputs: dict[str, list[np.ndarray]], corpus: Corpus, level: float 
         holds = figures["max_move"] <= POINT_BOUND
         if len(out) == 3:
             figures["interval"] = interval_figures(out[1], out[2], corpus.target)
+            figures["interval"]["per_encoder"] = {
+                str(e): interval_figures(out[1][corpus.encoder == e], out[2][corpus.encoder == e],
+                                         corpus.target[corpus.encoder == e])["coverage"]
+                for e in sorted(set(corpus.encoder.tolist()))}
             if level is not None:
                 holds &= abs(figures["interval"]["coverage"] - level) <= COVERAGE_BOUND
         figures["holds"] = bool(holds)

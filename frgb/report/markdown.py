@@ -508,11 +508,25 @@ def vectors_markdown(results: list[dict], corpus: Corpus, command: str) -> str:
             ("**Every bound holds.**" if not broken else f"**Out of bounds: {_list(broken)}.**"),
             "",
             *table(["vector", "mean RMSE over sources", "pooled RMSE", "pooled PLCC", "max move", "mean move",
-                    *(["coverage", "mean width"] if level is not None else []), "bounds"],
+                    *(["coverage", "mean width", "lowest encoder"] if level is not None else []), "bounds"],
                    [[f"`{name}`", _f(v["mean_rmse_over_sources"], 4), _f(v["rmse"], 4), _f(v["plcc"], 5),
                      _f(v["max_move"], 4), _f(v["mean_move"], 4),
-                     *([_f(v["interval"]["coverage"], 3), _f(v["interval"]["mean_width"], 3)] if level is not None
-                       else []), "hold" if v["holds"] else "**out**"]
+                     *([_f(v["interval"]["coverage"], 3), _f(v["interval"]["mean_width"], 3),
+                        "{1:.3f} ({0})".format(*min(v["interval"]["per_encoder"].items(), key=lambda kv: kv[1]))]
+                       if level is not None else []), "hold" if v["holds"] else "**out**"]
                     for name, v in result["vectors"].items()]),
+        ]
+        if broken and not result["codec_guard"]:
+            lines += [f"Without the codec guard every vector is scored as given. The card's default files are made "
+                      f"this way (their bytes are those they always had); `frgb fit --codec-guard` adds the guard "
+                      f"to a {result['layout']} graph.", ""]
+    if level is not None and any(r["codec_guard"] for r in results):
+        lines += [
+            "With the guard, `blind`, `libvmaf`, `zeros` and every encoder slot without training rows (the "
+            "fork-v2 hardware slots) are one block, the codec-blind vector, and take the widest margin of the "
+            "trained slots; so is `unknown` with any preset and CRF, which is how the corpus's one encoder "
+            "outside the vocabulary, libaom-av1, is scored under the `card` vector (see its lowest-encoder "
+            "coverage).",
+            "",
         ]
     return "\n".join(lines) + "\n"
