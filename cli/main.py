@@ -15,7 +15,7 @@ import typer
 
 from cli.progress import fold_progress, progress_bar
 from frgb.errors import FrgbError
-from frgb.targets import Strategy, Target
+from frgb.targets import Inputs, Strategy, Target
 
 # The library's stages are imported inside the commands: together they take about 2.5 s to
 # import (LightGBM, scikit-learn, skl2onnx), which `frgb --help` and a mistyped option should
@@ -177,12 +177,22 @@ PRIOR_HELP = ("Teacher prior: auto (the corpus's vmaf_model), vmaf_v0.6.1, vmaf_
               "or none (plain gradient boosting).")
 
 
-def _fit_options(prior: str, codec_blind: bool, monotone: Optional[bool], seed: int):
+LAYOUT_HELP = ("Codec layout: card (the model card's 8-wide block, the default) or fork-v2 (the VMAF fork's "
+               "production 14-wide block, encoder vocabulary v2: five software, six NVENC/QSV encoders, unknown).")
+GUARD_HELP = ("Score every codec block without a trained encoder slot (unknown, a slot no row trained, all zeros) "
+              "as the codec-blind vector, and give its interval the widest margin of the trained slots "
+              "[default: on for fork-v2, off for card, whose default files stay as they were].")
+
+
+def _fit_options(prior: str, codec_blind: bool, monotone: Optional[bool], seed: int, layout: str = "card",
+                 codec_guard: Optional[bool] = None):
     """FitOptions from command-line values; None keeps the library's default."""
+    from frgb.contract import layout_named
     from frgb.training import FitOptions
 
     given = {"monotone": monotone}
-    return FitOptions(prior=prior, codec_blind=codec_blind, seed=seed, **{k: v for k, v in given.items() if v is not None})
+    return FitOptions(prior=prior, codec_blind=codec_blind, seed=seed, layout=layout_named(layout).name,
+                      codec_guard=codec_guard, **{k: v for k, v in given.items() if v is not None})
 
 
 @command()
@@ -214,6 +224,16 @@ def fit(
         "regression calibrated by source) and export <id>_interval.onnx / <id>_libvmaf_interval.onnx with "
         "outputs score, lower, upper. The point files are unchanged."
     ),
+    layout: str = typer.Option("card", help=LAYOUT_HELP + " fork-v2 files are named <id>_fork_v2*.onnx."),
+    inputs: list[Inputs] = typer.Option(
+        [Inputs.TWO], help="Graph inputs, repeatable: two (features and codec, the contract) and/or one (a single "
+        "input `features` of width 6 + codec width, features first: <id>..._single.onnx)."
+    ),
+    codec_guard: Optional[bool] = typer.Option(None, "--codec-guard/--no-codec-guard", help=GUARD_HELP),
+    license: Optional[str] = typer.Option(
+        None, help="SPDX license id for the sidecars and registry rows [default: BSD-2-Clause-Patent, VMAF's, "
+        "whose SVR the graph embeds; BSD-3-Clause with --prior none]."
+    ),
 ) -> None:
     """Train the teacher prior + LightGBM model on a corpus and export drop-in ONNX graphs.
 
@@ -224,10 +244,11 @@ def fit(
 
     from frgb.pipeline import train
 
-    options = _fit_options(prior, codec_blind, monotone, seed)
+    options = _fit_options(prior, codec_blind, monotone, seed, layout, codec_guard)
     with progress_bar("leave-one-source-out") as bar:
         report = train(corpus or _default_corpus(), out, id, options, list(dict.fromkeys(target)), input_scaler,
-                       cv, strategy, invocation(ctx), fold_progress(bar), intervals)
+                       cv, strategy, invocation(ctx), fold_progress(bar), intervals, list(dict.fromkeys(inputs)),
+                       license)
         bar.advance("done")
     if as_json:
         _print_json(asdict(report))
@@ -252,6 +273,8 @@ def fit(
     for e in report.exports:
         typer.echo(f"{e['target']:<13} {e['onnx']} + {Path(e['sidecar']).name}  parity {e['parity_max_abs_diff']:.2e} "
                    f"over {e['rows_checked']} rows + {e['threshold_rows']} threshold rows")
+    for notice in report.notices:
+        typer.echo(notice)
 
 
 @command("eval")
@@ -282,6 +305,13 @@ def evaluate(
     seed: int = typer.Option(0, help="With --loso: random seed."),
     baseline: bool = typer.Option(True, help="With --loso: also train the MLP baseline (the slowest part)."),
     mlp_max_iter: Optional[int] = typer.Option(None, min=1, help="With --loso: cap the MLP's epochs."),
+    vectors: bool = typer.Option(
+        False, help="No MODEL: leave-one-source-out figures of frgb under each codec vector real callers send "
+        "(card, codec-blind, vmaf-tune fast, libvmaf per frame, all zeros), for each --layout with its default "
+        "codec guard (and the card also with the guard); with --intervals LEVEL also coverage; --report FILE "
+        "writes the Markdown table."
+    ),
+    layout: list[str] = typer.Option([], help="With --vectors: layouts to measure, repeatable [default: all]."),
 ) -> None:
     """Score an ONNX model on a corpus exactly as a consumer runs it: the sidecar's scaling applied
     to the features, the codec block built from each row, onnxruntime on CPU.
@@ -296,6 +326,13 @@ def evaluate(
     from frgb.evaluation import OnnxModel
     from frgb.loading import load_corpus
 
+    if vectors:
+        if model is not None:
+            fail("--vectors retrains frgb per held-out source; `frgb eval MODEL.onnx` already prints the vector table")
+        if len(intervals) > 1:
+            fail("--vectors measures one interval level at a time")
+        return _eval_vectors(corpus, prior, codec_blind, monotone, seed, layout, intervals[0] if intervals else None,
+                             report, as_json, command_line(ctx))
     if intervals:
         if model is not None:
             fail("--intervals fits and measures interval models leave-one-source-out; to score an interval "
@@ -321,6 +358,8 @@ def evaluate(
             typer.echo(f"codec-blind   {_fmt(result['codec_blind'])}")
         if "intervals" in result:
             _echo_intervals(result["intervals"])
+        if plcc:
+            _echo_vectors(result["codec_vectors"])
     if min_plcc is not None and not result["plcc"] >= min_plcc:
         typer.echo(f"frgb: PLCC {result['plcc']:.4f} is below the gate {min_plcc}", err=True)
         raise typer.Exit(code=1)
@@ -338,6 +377,60 @@ def _eval_loso(corpus: Optional[Path], options, baseline: bool, mlp_max_iter: Op
         _print_json(result.to_dict(("frgb", "mlp") if baseline else None))
     else:
         typer.echo(loso_text(result))
+
+
+def _echo_vectors(figures: dict, held_out: bool = False) -> None:
+    """The codec-vector table: one line per vector real callers send (frgb.vectors)."""
+    from frgb.vectors import COVERAGE_BOUND, POINT_BOUND
+
+    coverage = (f"interval coverage within {COVERAGE_BOUND:g} of the level" if held_out else
+                "coverage on these rows, judged only held out: frgb eval --vectors")
+    typer.echo(f"codec vectors (largest score move from the card vector's, bound {POINT_BOUND:g}; {coverage})")
+    for name, m in figures.items():
+        interval = m.get("interval")
+        cover = f"  coverage {interval['coverage']:.3f}  width {interval['mean_width']:.3f}" if interval else ""
+        typer.echo(f"  {name:<9} PLCC {m['plcc']:.5f}  RMSE {m['rmse']:.3f}  max move {m['max_move']:.4f}"
+                   f"{cover}  {'ok' if m['holds'] else 'OUT OF BOUNDS'}")
+
+
+def _eval_vectors(corpus: Optional[Path], prior: str, codec_blind: bool, monotone: Optional[bool], seed: int,
+                  layouts: list[str], level: Optional[float], report: Optional[Path], as_json: bool,
+                  command: str) -> None:
+    """frgb eval --vectors: leave-one-source-out under each codec vector, per layout (and guard)."""
+    from frgb.artifacts import atomic_write
+    from frgb.contract import LAYOUTS, layout_named
+    from frgb.intervals import check_level
+    from frgb.loading import in_layout, load_corpus
+    from frgb.report.markdown import vectors_markdown
+    from frgb.training import choose_prior
+    from frgb.vectors import vector_loso
+
+    if level is not None:
+        check_level(level)
+    rows = load_corpus(corpus or _default_corpus())
+    chosen = choose_prior(rows, prior).model
+    runs = []
+    for name in layouts or list(LAYOUTS):
+        the_layout = layout_named(name)
+        runs += [(the_layout, None)] + ([(the_layout, True)] if not the_layout.codec_guard else [])
+    results = []
+    for the_layout, guard in runs:
+        options = _fit_options(prior, codec_blind, monotone, seed, the_layout.name, guard)
+        label = f"{the_layout.name}{' + guard' if guard else ''}"
+        with progress_bar(f"leave-one-source-out, {label}") as bar:
+            results.append(vector_loso(in_layout(rows, the_layout), options, chosen, level, fold_progress(bar)))
+            bar.advance("done")
+    if report:
+        atomic_write(report, vectors_markdown(results, rows, command).encode())
+    if as_json:
+        _print_json(results)
+        return
+    for result in results:
+        typer.echo(f"{result['layout']} ({result['codec_width']} wide), codec guard "
+                   f"{'on' if result['codec_guard'] else 'off'}: leave-one-source-out, {result['sources']} sources")
+        _echo_vectors(result["vectors"], held_out=True)
+    if report:
+        typer.echo(f"report -> {report}")
 
 
 def _echo_intervals(figures: dict, label: str = "interval") -> None:
@@ -410,26 +503,40 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Validate an ONNX file against the fr_regressor_v2 contract (names, dtypes, shapes, opset 17,
-    dynamic batch, runs at batch 1, 7 and 1000) and say whether libvmaf's loader would accept it.
+    dynamic batch, runs at batch 1, 7 and 1000; the codec layout, card or fork-v2, and the input
+    kind, two inputs or one, are read from the graph) and say whether libvmaf's loader would accept
+    it (its 50 MiB cap, weights in external data not counted; op names on its allowlist, matched by
+    name in any domain), and whether every op is in the default domain (frgb's stricter rule).
 
-    Exit status: 0 contract met and libvmaf-loadable; 1 contract met but not libvmaf-loadable;
-    2 contract not met (or the file cannot be read).
+    Exit status: 0 contract met, libvmaf-loadable and default domain only; 1 contract met but not
+    libvmaf-loadable or outside the default domain; 2 contract not met (or the file cannot be read).
     """
     from frgb.check import check_model
 
     report = check_model(model, allowlist)
     if as_json:
         _print_json({"path": report.path, "meets_contract": report.meets_contract,
-                     "contract_problems": report.contract_problems, "libvmaf_loadable": report.libvmaf_loadable,
-                     "offending_ops": report.offending_ops, "exit_code": report.exit_code})
+                     "contract_problems": report.contract_problems, "layout": report.layout,
+                     "inputs": report.inputs, "libvmaf_loadable": report.libvmaf_loadable,
+                     "offending_ops": report.offending_ops, "loader_problems": report.loader_problems,
+                     "default_domain_only": report.default_domain_only, "foreign_domains": report.foreign_domains,
+                     "external_data_bytes": report.external_data_bytes, "exit_code": report.exit_code})
     else:
         typer.echo(f"{report.path}")
-        typer.echo("contract      " + ("ok" if report.meets_contract else "FAILED"))
+        layout = f" ({report.layout} layout, {report.inputs} input{'s' if report.inputs == 'two' else ''})"
+        typer.echo("contract      " + ("ok" if report.meets_contract else "FAILED") + (layout if report.layout else ""))
         for problem in report.contract_problems:
             typer.echo(f"  - {problem}")
         typer.echo("libvmaf       " + ("loadable" if report.libvmaf_loadable else "NOT loadable"))
+        for problem in report.loader_problems:
+            typer.echo(f"  - {problem}")
         for op, n in report.offending_ops.items():
-            typer.echo(f"  - {op} x{n}: not allowed by libvmaf's loader (default-domain allowlist only)")
+            typer.echo(f"  - {op} x{n}: not on libvmaf's op allowlist")
+        if report.external_data_bytes:
+            typer.echo(f"  external data {report.external_data_bytes / 2**20:.1f} MiB (not counted by the loader's cap)")
+        typer.echo("default domain " + ("only" if report.default_domain_only else "NO"))
+        for op, n in report.foreign_domains.items():
+            typer.echo(f"  - {op} x{n}: outside the default domain (frgb's rule; libvmaf's loader matches names only)")
     raise typer.Exit(code=report.exit_code)
 
 

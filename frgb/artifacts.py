@@ -17,9 +17,11 @@ import tempfile
 from pathlib import Path
 
 from frgb.errors import FrgbError
+from frgb.registry import FRGB_FIELDS, SCHEMA_VERSION, parse_registry, registry_row, with_row
 
 REGISTRY = "registry.json"
-REGISTRY_KEYS = ("id", "kind", "onnx", "opset", "sha256", "notes", "smoke")
+#: The fields of a registry row that frgb writes (frgb.registry has the fork's schema).
+REGISTRY_KEYS = FRGB_FIELDS
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -102,22 +104,28 @@ def _locked(folder: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def read_registry(folder: Path) -> list[dict]:
+def read_registry_document(folder: Path) -> dict:
+    """The whole registry.json of `folder` (an empty one if there is none); FrgbError if unreadable."""
     path = Path(folder) / REGISTRY
     if not path.exists():
-        return []
+        return {"schema_version": SCHEMA_VERSION, "models": []}
     try:
-        return list(json.loads(path.read_text())["models"])
-    except (ValueError, KeyError, TypeError):
-        raise FrgbError(f"{path}: not a registry file (expected {{\"models\": [...]}})") from None
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise FrgbError(f"{path}: cannot read the registry ({getattr(e, 'strerror', None) or e}); "
+                        "nothing was written") from None
+    return parse_registry(text, str(path))
+
+
+def read_registry(folder: Path) -> list[dict]:
+    """The rows of `folder`'s registry.json ([] if there is none)."""
+    return list(read_registry_document(folder)["models"])
 
 
 def _registry_with(folder: Path, entry: dict) -> bytes:
-    """registry.json with the row of `entry['id']` added or replaced (call under `_locked`)."""
-    row = {k: entry[k] for k in REGISTRY_KEYS if k != "smoke"}
-    row["smoke"] = bool(entry.get("training", {}).get("smoke", False))
-    rows = [r for r in read_registry(folder) if r.get("id") != row["id"]] + [row]
-    return dumps({"models": sorted(rows, key=lambda r: r["id"])})
+    """registry.json with the row of `entry['id']` added or replaced, in the fork's registry schema,
+    every other key and row kept (frgb.registry; call under `_locked`)."""
+    return dumps(with_row(read_registry_document(folder), registry_row(entry)))
 
 
 def _remove_stale(folder: Path, names: list[str]) -> None:

@@ -1,5 +1,6 @@
-"""Scoring ONNX files as a consumer runs them (sidecar scaling, codec block built from each row),
-and the records `frgb predict` writes."""
+"""Scoring ONNX files as a consumer runs them (sidecar scaling, codec block built from each row
+in the layout the sidecar names, inputs fed by position: two, or one concatenated), and the
+records `frgb predict` writes."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from frgb.contract import ENCODER_VOCAB, INPUT_CODEC, INPUT_FEATURES, INTERVAL_OUTPUTS, codec_blind_block, codec_blocks
+from frgb.contract import (
+    INTERVAL_OUTPUTS, N_FEATURES, Layout, codec_blind_block, codec_blocks, layout_for_vocab, layout_for_width,
+)
 from frgb.errors import FrgbError
 from frgb.loading import Corpus
 from frgb.metrics import by_group, interval_figures, interval_summary, scores
+from frgb.vectors import vector_figures
 
 
 class OnnxModel:
@@ -31,7 +35,6 @@ class OnnxModel:
             self.std = np.asarray(self.sidecar["feature_std"], dtype=np.float64)
         except (ValueError, KeyError) as e:
             raise FrgbError(f"{sidecar_path}: not a model sidecar ({e})") from None
-        self.vocab = tuple(self.sidecar.get("encoder_vocab", ENCODER_VOCAB))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         try:
@@ -39,6 +42,19 @@ class OnnxModel:
         except Exception as e:  # onnxruntime raises its own exception types
             raise FrgbError(f"{self.path}: onnxruntime cannot load it: {str(e).splitlines()[0]}") from None
         self.output_names = tuple(o.name for o in self.session.get_outputs())
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.layout = self._layout()
+        self.vocab = self.layout.encoder_vocab
+
+    def _layout(self) -> Layout:
+        """The codec layout: the sidecar's encoder_vocab, else the one of the graph's codec width."""
+        if "encoder_vocab" in self.sidecar:
+            return layout_for_vocab(self.sidecar["encoder_vocab"])
+        shape = self.session.get_inputs()[-1].shape
+        width = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
+        if width is None:
+            raise FrgbError(f"{self.path}: neither the sidecar (encoder_vocab) nor the graph says the codec width")
+        return layout_for_width(width - N_FEATURES if len(self.input_names) == 1 else width)
 
     @property
     def has_intervals(self) -> bool:
@@ -48,25 +64,31 @@ class OnnxModel:
     def run_all(self, features: np.ndarray, codec: np.ndarray) -> list[np.ndarray]:
         """Every output of the graph as float64 (N,)."""
         scaled = ((features - self.mean) / self.std).astype(np.float32)
-        out = self.session.run(None, {INPUT_FEATURES: scaled, INPUT_CODEC: codec.astype(np.float32)})
+        codec = np.asarray(codec, dtype=np.float32)
+        if len(self.input_names) == 1:  # one input: features then codec
+            feeds = {self.input_names[0]: np.hstack([scaled, codec])}
+        else:
+            feeds = dict(zip(self.input_names, (scaled, codec)))
+        out = self.session.run(None, feeds)
         return [np.asarray(o, dtype=np.float64).reshape(-1) for o in out]
 
     def run(self, features: np.ndarray, codec: np.ndarray) -> np.ndarray:
         return self.run_all(features, codec)[0]
 
     def codec(self, corpus: Corpus) -> np.ndarray:
-        return codec_blocks(corpus.encoder.tolist(), corpus.preset.tolist(), corpus.crf, self.vocab)[0]
+        return codec_blocks(corpus.encoder.tolist(), corpus.preset.tolist(), corpus.crf, self.layout)[0]
 
     def predict_all(self, corpus: Corpus, blind: bool = False) -> list[np.ndarray]:
         """Every output for each row of `corpus` (with the codec-blind block if `blind`)."""
-        codec = np.tile(codec_blind_block(self.vocab), (len(corpus), 1)) if blind else self.codec(corpus)
+        codec = np.tile(codec_blind_block(self.layout), (len(corpus), 1)) if blind else self.codec(corpus)
         return self.run_all(corpus.features, codec)
 
     def predict(self, corpus: Corpus, blind: bool = False) -> np.ndarray:
         return self.predict_all(corpus, blind)[0]
 
     def evaluate(self, corpus: Corpus) -> dict:
-        """Scores; for an interval graph also coverage and width, overall, per encoder and codec-blind."""
+        """Scores; for an interval graph also coverage and width, overall, per encoder and codec-blind;
+        and the figures under each codec vector real callers send (frgb.vectors)."""
         outputs, blind = self.predict_all(corpus), self.predict_all(corpus, blind=True)
         pred = outputs[0]
         result = {
@@ -84,6 +106,10 @@ class OnnxModel:
                 **interval_summary(outputs[1], outputs[2], corpus),
                 "codec_blind": interval_figures(blind[1], blind[2], corpus.target),
             }
+        # The coverage bound is a held-out one (frgb eval --vectors): here coverage is reported, not judged.
+        result["codec_vectors"] = vector_figures(self.run_all, self.layout, corpus)
+        result["layout"] = {"name": self.layout.name, "codec_width": self.layout.codec_width,
+                            "inputs": list(self.input_names)}
         return result
 
     def prediction_records(self, corpus: Corpus) -> list[dict]:

@@ -23,6 +23,13 @@ slot: rows of encoders outside the vocabulary, and the codec-blind copy of every
 calibrated on its own and the slot takes the larger margin. A slot with too few calibration
 rows takes the pooled margin. In the graph the margin of a row is `codec @ margin_weights_`,
 exactly as here.
+
+With the codec guard (frgb.contract.guard_codec; the fork-v2 layout's default) every block
+without a trained encoder slot is scored as the codec-blind vector, so `unknown`, the slots no
+training row had and an all-zeros block share one margin: the widest margin of the trained
+slots, since an encoder never seen may behave like any of them. (The widest of the margins that
+each encoder's codec-blind scores would need is wider still, 1.02 against 0.53 on the shipped
+corpus, and covers 0.987 of codec-blind rows against a 0.95 level: reports/codec-vectors.md.)
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from frgb.contract import CODEC_WIDTH, ENCODER_VOCAB, N_FEATURES, SCORE_RANGE, with_codec_blind
+from frgb.contract import CARD, N_FEATURES, SCORE_RANGE, layout_named, with_codec_blind
 from frgb.cv import OnFold, corpus_folds, source_folds
 from frgb.errors import FrgbError
 from frgb.loading import Corpus, design_matrix
@@ -56,7 +63,6 @@ METHOD = "conformalized quantile regression (LightGBM quantile trees on the teac
 QUANTILE_TREES = {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 20,
                   "reg_lambda": 1.0, "n_jobs": 1}
 CALIBRATE_BY = ("encoder", "pooled")
-UNKNOWN_SLOT = ENCODER_VOCAB.index("unknown")
 #: Calibration group of the codec-blind copies of the rows (they reach the `unknown` slot).
 CODEC_BLIND_GROUP = "codec-blind"
 
@@ -90,12 +96,15 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
         LightGBM settings of the quantile models over `QUANTILE_TREES`.
     calibrate_by : {"encoder", "pooled"}, default "encoder"
         One margin per codec one-hot slot, or one margin for all rows.
+    layout, codec_guard :
+        As for `FrgbRegressor`: the codec layout of X, and whether blocks without a trained
+        encoder slot are scored codec-blind (they then take the widest margin of the trained slots).
 
     Attributes
     ----------
     point_, lower_, upper_ : FrgbRegressor
         The point model and the two quantile models, fitted on every row.
-    margins_ : ndarray (len(ENCODER_VOCAB),), the conformal margin of each encoder slot.
+    margins_ : ndarray (len(encoder vocabulary),), the conformal margin of each encoder slot.
     margin_weights_ : ndarray (codec width,), a row's margin is codec @ margin_weights_.
     calibration_ : dict, what the calibration measured (rows, groups, margins).
     n_features_in_ : int
@@ -103,7 +112,8 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, *, level: float = 0.95, prior: str | None = DEFAULT_PRIOR, trees: dict | None = None,
                  quantile_trees: dict | None = None, codec_blind: bool = True, monotone: bool = False,
-                 random_state: int = 0, calibrate_by: str = "encoder"):
+                 random_state: int = 0, calibrate_by: str = "encoder", layout: str = CARD.name,
+                 codec_guard: bool | None = None):
         self.level = level
         self.prior = prior
         self.trees = trees
@@ -112,6 +122,8 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
         self.monotone = monotone
         self.random_state = random_state
         self.calibrate_by = calibrate_by
+        self.layout = layout
+        self.codec_guard = codec_guard
 
     @property
     def alphas(self) -> tuple[float, float]:
@@ -121,7 +133,7 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
 
     def _model(self, trees: dict | None) -> FrgbRegressor:
         return FrgbRegressor(prior=self.prior, trees=trees, codec_blind=self.codec_blind, monotone=self.monotone,
-                             random_state=self.random_state)
+                             random_state=self.random_state, layout=self.layout, codec_guard=self.codec_guard)
 
     def _quantiles(self) -> list[FrgbRegressor]:
         base = {**QUANTILE_TREES, **(self.quantile_trees or {}), "objective": "quantile"}
@@ -133,7 +145,8 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
         check_level(self.level)
         if self.calibrate_by not in CALIBRATE_BY:
             raise ValueError(f"calibrate_by must be one of {', '.join(CALIBRATE_BY)}, got {self.calibrate_by!r}")
-        X, y, groups = check_inputs(X), np.asarray(y, dtype=np.float64), np.asarray(groups)
+        vocab = layout_named(self.layout).encoder_vocab
+        X, y, groups = check_inputs(X, len(vocab) + 2), np.asarray(y, dtype=np.float64), np.asarray(groups)
         if not len(X) == len(y) == len(groups):
             raise ValueError(f"X, y and groups have {len(X)}, {len(y)} and {len(groups)} rows; they must match")
         if len(np.unique(groups)) < 2:
@@ -147,7 +160,7 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
                 conformity.append(np.maximum(lower.predict(rows) - y[held], y[held] - upper.predict(rows)))
             order.append(np.flatnonzero(held))
         order = np.concatenate(order)
-        slots = np.argmax(X[order, N_FEATURES:N_FEATURES + len(ENCODER_VOCAB)], axis=1)
+        slots = np.argmax(X[order, N_FEATURES:N_FEATURES + len(vocab)], axis=1)
         self._set_margins(np.concatenate(real), slots, np.concatenate(blind), len(np.unique(groups)))
         self.n_features_in_ = X.shape[1]
         return self
@@ -155,8 +168,10 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
     def _set_margins(self, real: np.ndarray, slots: np.ndarray, blind: np.ndarray, n_sources: int) -> None:
         """Margins from out-of-fold conformity scores: `real` (with each row's codec block, whose
         one-hot slot is `slots`) and `blind` (the same rows with the codec-blind block)."""
+        layout = self.point_.layout_
+        vocab = layout.encoder_vocab
         pooled = conformal_quantile(real, self.level)
-        groups = {name: real[slots == slot] for slot, name in enumerate(ENCODER_VOCAB)}
+        groups = {name: real[slots == slot] for slot, name in enumerate(vocab)}
         if self.codec_blind:
             groups[CODEC_BLIND_GROUP] = blind
         group_margins = {}
@@ -165,26 +180,39 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
                 group_margins[name] = conformal_quantile(scores, self.level)
             except FrgbError:  # too few rows: this group does not set a margin of its own
                 group_margins[name] = None
-        margins = np.full(len(ENCODER_VOCAB), pooled)
+        margins = np.full(len(vocab), pooled)
         if self.calibrate_by == "encoder":
-            for slot, name in enumerate(ENCODER_VOCAB):
+            for slot, name in enumerate(vocab):
                 # The unknown slot serves out-of-vocabulary encoders and codec-blind callers alike:
                 # its margin is the larger of the two, so that each group keeps its coverage.
-                own = [group_margins[name]] + ([group_margins.get(CODEC_BLIND_GROUP)] if slot == UNKNOWN_SLOT else [])
+                own = [group_margins[name]] + ([group_margins.get(CODEC_BLIND_GROUP)]
+                                               if slot == layout.unknown_slot else [])
                 own = [m for m in own if m is not None]
                 if own:
                     margins[slot] = max(own)
+        guard = {}
+        if self.point_.guarded:
+            trusted = list(self.point_.trusted_slots_)
+            widest = float(margins[trusted].max()) if trusted else pooled
+            margins[[slot for slot in range(len(vocab)) if slot not in trusted]] = widest
+            guard = {"codec_guard": {
+                "trusted_slots": [vocab[s] for s in trusted],
+                "blind_margin": widest,
+                "rule": "every block without a trusted slot is scored as the codec-blind vector and takes the "
+                        "widest margin of the trusted slots",
+            }}
         self.margins_ = margins
         #: The margin of a row is codec @ margin_weights_ (zero weight on preset_norm, crf_norm).
-        self.margin_weights_ = np.concatenate([margins, np.zeros(CODEC_WIDTH - len(margins))])
+        self.margin_weights_ = np.concatenate([margins, np.zeros(2)])
         self.calibration_ = {
             "scheme": "cross-conformal, leave-one-source-out",
             "sources": n_sources,
             "rows": len(real),
             "pooled_margin": pooled,
-            "margins": dict(zip(ENCODER_VOCAB, margins.tolist())),
+            "margins": dict(zip(vocab, margins.tolist())),
             "groups": {name: {"rows": len(groups[name]), "margin": group_margins[name]} for name in groups},
             "conformity_score_quantiles": {str(q): float(np.quantile(real, q)) for q in (0.5, 0.9, 0.99)},
+            **guard,
         }
 
     def predict(self, X) -> np.ndarray:
@@ -198,12 +226,12 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
         pooled: use the one pooled margin instead of the fitted ones (to compare calibrations on
             the same fits; what the graph computes is `pooled=False`)."""
         check_is_fitted(self)
-        X = check_inputs(X, allow_nan=True)
+        X = check_inputs(X, len(self.margin_weights_), allow_nan=True)
         score = self.point_.predict(X)
         if pooled:
             margin = np.full(len(X), self.calibration_["pooled_margin"])
         else:
-            margin = X[:, N_FEATURES:] @ self.margin_weights_
+            margin = self.point_.model_inputs(X)[:, N_FEATURES:] @ self.margin_weights_
         lower = np.minimum(np.clip(self.lower_.predict(X) - margin, *SCORE_RANGE), score)
         upper = np.maximum(np.clip(self.upper_.predict(X) + margin, *SCORE_RANGE), score)
         return score, lower, upper
@@ -213,7 +241,8 @@ def fit_intervals(corpus: Corpus, options: FitOptions, prior: str | None, level:
                   calibrate_by: str = "encoder") -> IntervalRegressor:
     """What `frgb fit --intervals LEVEL` trains (its point model is what `frgb fit` trains)."""
     model = IntervalRegressor(level=level, prior=prior, trees=options.trees or None, codec_blind=options.codec_blind,
-                              monotone=options.monotone, random_state=options.seed, calibrate_by=calibrate_by)
+                              monotone=options.monotone, random_state=options.seed, calibrate_by=calibrate_by,
+                              layout=options.layout, codec_guard=options.codec_guard)
     return model.fit(design_matrix(corpus), corpus.target, corpus.group)
 
 

@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 import polars as pl
 
-from frgb.contract import FEATURES, codec_blocks
+from frgb.contract import CARD, FEATURES, Layout, codec_blocks
 from frgb.errors import FrgbError
 
 BLOCK_BYTES = 16 << 20
@@ -94,6 +94,17 @@ class Corpus:
 def design_matrix(corpus: Corpus) -> np.ndarray:
     """[features | codec] (N, 6 + codec width), the model's input."""
     return np.hstack([corpus.features, corpus.codec])
+
+
+def in_layout(corpus: Corpus, layout: Layout) -> Corpus:
+    """`corpus` with its codec blocks written in `layout` (rows are read in the card's layout;
+    every layout accepts the same CRFs, so no row changes between usable and dropped)."""
+    if layout == CARD:
+        return corpus
+    codec, _ = codec_blocks(corpus.encoder.tolist(), corpus.preset.tolist(), corpus.crf, layout)
+    out = corpus.subset(np.ones(len(corpus), dtype=bool))
+    out.codec = codec
+    return out
 
 
 _ARRAYS = ("features", "codec", "target", "group", "source", "encoder", "preset", "crf", "vmaf_model", "line")

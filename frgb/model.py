@@ -20,7 +20,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from frgb.contract import CODEC_WIDTH, N_FEATURES, SCORE_RANGE, with_codec_blind
+from frgb.contract import (
+    CARD, CODEC_WIDTH, N_FEATURES, SCORE_RANGE, Layout, guard_codec, layout_named, trusted_slots, with_codec_blind,
+)
 from frgb.teacher import DEFAULT_PRIOR, VmafTeacher
 
 #: Monotone direction of each contract feature: VMAF does not fall when adm2 or a vif scale
@@ -87,14 +89,14 @@ def as_float32_values(X) -> np.ndarray:
     return np.asarray(X, dtype=np.float32).astype(np.float64)
 
 
-def check_inputs(X, width: int = N_FEATURES + CODEC_WIDTH, allow_nan: bool = False) -> np.ndarray:
-    """`X` as a dense float64 (N, width) array, or a ValueError that says what is wrong (scikit-learn's
-    check_array: sparse, complex, empty, 1-D or non-finite input; then the width).
+def check_inputs(X, n_codec: int = CODEC_WIDTH, allow_nan: bool = False) -> np.ndarray:
+    """`X` as a dense float64 (N, 6 + n_codec) array, or a ValueError that says what is wrong
+    (scikit-learn's check_array: sparse, complex, empty, 1-D or non-finite input; then the width).
 
     Prediction allows NaN (`allow_nan`): a missing feature gives a NaN score, as in the graphs."""
     X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan" if allow_nan else True)
-    if X.shape[1] != width:
-        raise ValueError(f"X must be [features | codec] of shape (N, {width}), got {X.shape}")
+    if X.shape[1] != N_FEATURES + n_codec:
+        raise ValueError(f"X must be [features | codec] of shape (N, {N_FEATURES + n_codec}), got {X.shape}")
     return X
 
 
@@ -122,16 +124,38 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
         """The inputs the learner trains on (float32 values for models exported as graphs)."""
         return X
 
+    @property
+    def layout_(self) -> Layout:
+        """The codec layout of X (the card's unless the model has a `layout` parameter)."""
+        return layout_named(getattr(self, "layout", CARD.name))
+
+    @property
+    def guarded(self) -> bool:
+        """Whether the codec guard (frgb.contract.guard_codec) runs before the learner."""
+        guard = getattr(self, "codec_guard", False)
+        return self.layout_.codec_guard if guard is None else bool(guard)
+
+    def model_inputs(self, X: np.ndarray) -> np.ndarray:
+        """[features | codec] as the learner sees them: the codec block guarded if `guarded`."""
+        if not self.guarded:
+            return X
+        return np.hstack([X[:, :N_FEATURES], guard_codec(X[:, N_FEATURES:], self.trusted_slots_, self.layout_)])
+
     def fit(self, X, y):
         """Fit the learner on y - prior(X), with codec-blind copies of the rows if `codec_blind`."""
-        X = self._domain(check_inputs(X))
+        layout = self.layout_
+        X = self._domain(check_inputs(X, layout.codec_width))
         y = column_or_1d(check_array(y, dtype=np.float64, ensure_2d=False), warn=True)
         if len(y) != len(X):
             raise ValueError(f"X has {len(X)} rows and y {len(y)}; they must match")
+        if self.guarded:
+            #: Encoder slots with training rows; every other codec block is scored codec-blind.
+            self.trusted_slots_ = trusted_slots(X[:, N_FEATURES:], layout)
+            X = self.model_inputs(X)
         self.prior_ = VmafTeacher(model=self.prior).fit() if self.prior else None
         prior = self.prior_score(X)
         if self.codec_blind:
-            X, y = np.vstack([X, with_codec_blind(X)]), np.concatenate([y, y])
+            X, y = np.vstack([X, with_codec_blind(X, layout)]), np.concatenate([y, y])
             prior = np.concatenate([prior, prior])  # the copies have the same six features
         self.regressor_ = self._fit_learner(self._learner(), X, y - prior)
         self.n_features_in_ = X.shape[1]
@@ -145,8 +169,8 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """clip(prior + learner, 0, 100) of each row."""
         check_is_fitted(self)
-        X = check_inputs(X, allow_nan=True)
-        return np.clip(self.prior_score(X) + self.regressor_.predict(X), *SCORE_RANGE)
+        X = check_inputs(X, self.layout_.codec_width, allow_nan=True)
+        return np.clip(self.prior_score(X) + self.regressor_.predict(self.model_inputs(X)), *SCORE_RANGE)
 
 
 class FrgbRegressor(PriorResidualRegressor):
@@ -161,6 +185,11 @@ class FrgbRegressor(PriorResidualRegressor):
     codec_blind : bool, default True
         Also train on copies of every row with the codec-blind block, so that a caller without
         codec metadata gets a codec-unaware answer.
+    layout : str, default "card"
+        The codec layout of X (frgb.contract.LAYOUTS): its width and codec-blind vector.
+    codec_guard : bool or None, default None (the layout's default)
+        Score every codec block without a trained encoder slot as the codec-blind vector
+        (frgb.contract.guard_codec), in Python and in the graph.
     monotone : bool, default False
         Constrain the score not to fall when adm2 or a vif scale rises (MONOTONE_FEATURES).
     random_state : int, default 0
@@ -172,18 +201,23 @@ class FrgbRegressor(PriorResidualRegressor):
     booster_ : lightgbm.Booster of the residual trees.
     scaler_ : the fitted StandardScaler of the six features.
     trees_ : the fitted LGBMRegressor.
+    trusted_slots_ : tuple of int, with the guard: the encoder slots that had training rows.
     """
 
     def __init__(self, *, prior: str | None = DEFAULT_PRIOR, trees: dict | None = None, codec_blind: bool = True,
-                 monotone: bool = False, random_state: int = 0):
+                 monotone: bool = False, random_state: int = 0, layout: str = CARD.name,
+                 codec_guard: bool | None = None):
         self.prior = prior
         self.trees = trees
         self.codec_blind = codec_blind
         self.monotone = monotone
         self.random_state = random_state
+        self.layout = layout
+        self.codec_guard = codec_guard
 
     def _learner(self) -> Pipeline:
-        return make_pipeline({**default_trees(self.prior), **(self.trees or {})}, self.random_state, self.monotone)
+        return make_pipeline({**default_trees(self.prior), **(self.trees or {})}, self.random_state, self.monotone,
+                             self.layout_.codec_width)
 
     def _domain(self, X: np.ndarray) -> np.ndarray:
         return as_float32_values(X)
@@ -191,8 +225,8 @@ class FrgbRegressor(PriorResidualRegressor):
     def staged_predict(self, X, tree_counts: Iterable[int]) -> Iterator[np.ndarray]:
         """The score with only the first k trees, for each k in `tree_counts` (0: the prior alone)."""
         check_is_fitted(self)
-        X = check_inputs(X, allow_nan=True)
-        base, columns = self.prior_score(X), self.regressor_[:-1].transform(X)
+        X = check_inputs(X, self.layout_.codec_width, allow_nan=True)
+        base, columns = self.prior_score(X), self.regressor_[:-1].transform(self.model_inputs(X))
         for k in tree_counts:
             trees = self.trees_.predict(columns, num_iteration=k) if k else 0.0
             yield np.clip(base + trees, *SCORE_RANGE)
@@ -200,7 +234,8 @@ class FrgbRegressor(PriorResidualRegressor):
     def contributions(self, X) -> np.ndarray:
         """SHAP contribution (N, inputs) of each input to the residual trees (LightGBM pred_contrib)."""
         check_is_fitted(self)
-        return self.booster_.predict(self.regressor_[:-1].transform(check_inputs(X)), pred_contrib=True)[:, :-1]
+        X = self.model_inputs(check_inputs(X, self.layout_.codec_width))
+        return self.booster_.predict(self.regressor_[:-1].transform(X), pred_contrib=True)[:, :-1]
 
     @property
     def trees_(self) -> LGBMRegressor:

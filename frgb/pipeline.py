@@ -6,15 +6,18 @@ This is the only module that imports every stage; each stage knows nothing of th
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from frgb.artifacts import read_registry_document, sha256_bytes
+from frgb.contract import layout_named
 from frgb.cv import OnFold, out_of_fold, summarise
-from frgb.export.package import export, export_intervals
+from frgb.export.package import export, export_intervals, file_stem
 from frgb.intervals import check_level, fit_intervals, interval_report
-from frgb.loading import SHIPPED_CORPUS, design_matrix, load_corpus
+from frgb.loading import SHIPPED_CORPUS, design_matrix, in_layout, load_corpus
 from frgb.metrics import scores
-from frgb.targets import Strategy, Target
+from frgb.registry import check_id, signature_notices
+from frgb.targets import Inputs, Strategy, Target
 from frgb.training import FitOptions, choose_prior, fit_model
 
 
@@ -38,20 +41,31 @@ class FitReport:
     cross_validated: dict | None
     exports: list[dict]
     intervals: dict | None = None  # level, method and calibration of the interval model, if one was fitted
+    notices: list[str] = field(default_factory=list)  # one line each: what the write changed beyond the models
 
 
 def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets: list[Target],
           input_scaler: Path | None = None, cv: bool = True, strategy: Strategy = Strategy.AUTO,
           argv: list[str] | None = None, on_fold: OnFold | None = None,
-          intervals: float | None = None) -> FitReport:
+          intervals: float | None = None, inputs: list[Inputs] | None = None,
+          license: str | None = None) -> FitReport:
     """Load a corpus, fit, cross-validate by source, export every target after its parity check.
 
     With `intervals` (a level in (0, 1)), also fit the interval model around the same point model
-    (frgb.intervals) and export its graph for every target."""
+    (frgb.intervals) and export its graph for every target. The codec layout is `options.layout`;
+    each target is exported for every kind of `inputs` (default: two inputs). An existing
+    registry in `out` that cannot be read stops the fit before anything is trained."""
     targets = [Target(t) for t in targets]
+    kinds = [Inputs(i) for i in (inputs or [Inputs.TWO])]
+    layout = layout_named(options.layout)
     if intervals is not None:
         check_level(intervals)
-    corpus = load_corpus(corpus_path)
+    for interval in [False] + ([True] if intervals is not None else []):
+        for target in targets:
+            for kind in kinds:
+                check_id(file_stem(name, layout, target, kind, interval))
+    registry_before = read_registry_document(out)
+    corpus = in_layout(load_corpus(corpus_path), layout)
     choice = choose_prior(corpus, options.prior)
     started = time.perf_counter()
     interval = fit_intervals(corpus, options, choice.model, intervals) if intervals is not None else None
@@ -83,15 +97,18 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
         "corpus_path": _display_path(corpus_path),
         "corpus_sha256": corpus.sha256,
         "targets": [t.value for t in targets],
+        "inputs": [k.value for k in kinds],
         "options": asdict(options),
         "prior": choice.model,
     }
-    exports = [
-        export(model, corpus, out, name, target, training, provenance, input_scaler, strategy) for target in targets
-    ]
+    exports = [export(model, corpus, out, name, target, training, provenance, input_scaler, strategy, kind, license)
+               for target in targets for kind in kinds]
     if interval:
-        exports += [export_intervals(interval, corpus, out, name, target, training, provenance, input_scaler, strategy)
-                    for target in targets]
+        exports += [export_intervals(interval, corpus, out, name, target, training, provenance, input_scaler,
+                                     strategy, kind, license)
+                    for target in targets for kind in kinds]
+    notices = signature_notices(registry_before,
+                                {e.onnx_path.stem: sha256_bytes(e.onnx_path.read_bytes()) for e in exports})
     return FitReport(
         corpus=str(corpus_path), rows_used=len(corpus), rows_dropped=corpus.dropped, prior=choice.model,
         rows_other_vmaf_model=choice.others, fit_seconds=seconds, in_sample=in_sample, cross_validated=cross,
@@ -99,4 +116,5 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
                   "parity_max_abs_diff": e.parity.max_abs_diff, "rows_checked": e.parity.rows,
                   "threshold_rows": e.parity.threshold_rows} for e in exports],
         intervals=None if interval is None else interval_report(interval, corpus),
+        notices=notices,
     )

@@ -1,6 +1,7 @@
-"""The names a user chooses among when exporting: export targets and libvmaf tree strategies.
+"""The names a user chooses among when exporting: export targets, libvmaf tree strategies and
+graph input kinds.
 
-Both are Enums whose values are the command-line spellings (`frgb fit --target`, `--strategy`);
+All are Enums whose values are the command-line spellings (`frgb fit --target`, `--strategy`);
 the converters declare their options from them (frgb.export), so the vocabulary lives here only.
 """
 
@@ -34,6 +35,19 @@ class Strategy(str, Enum):
     AUTO = "auto"
     GEMM = "gemm"
     TRAVERSAL = "traversal"
+
+
+class Inputs(str, Enum):
+    """The graph's inputs: `features` and `codec` (the contract), or one input `features` holding
+    both, features first (callers that feed a single concatenated tensor)."""
+
+    TWO = "two"
+    ONE = "one"
+
+    @property
+    def suffix(self) -> str:
+        """Added to file names after the target's suffix: `<id>_single.onnx` for one input."""
+        return "" if self is Inputs.TWO else "_single"
 
 
 #: Options every graph converter declares, with their accepted values.

@@ -20,6 +20,8 @@ class FitOptions:
     codec_blind: bool = True
     monotone: bool = False
     seed: int = 0
+    layout: str = "card"  # the codec layout (frgb.contract.LAYOUTS); the corpus must be in it (loading.in_layout)
+    codec_guard: bool | None = None  # score vectors without a trained encoder slot codec-blind [default: the layout's]
 
 
 @dataclass
@@ -49,7 +51,8 @@ def choose_prior(corpus: Corpus, prior: str) -> PriorChoice:
 def point_model(options: FitOptions, prior: str | None) -> FrgbRegressor:
     """The unfitted point model of `options` with teacher `prior`."""
     return FrgbRegressor(prior=prior, trees=options.trees or None, codec_blind=options.codec_blind,
-                         monotone=options.monotone, random_state=options.seed)
+                         monotone=options.monotone, random_state=options.seed, layout=options.layout,
+                         codec_guard=options.codec_guard)
 
 
 def fit_model(corpus: Corpus, options: FitOptions, prior: str | None) -> FrgbRegressor:

@@ -2,10 +2,13 @@
 
     features (N, 6) float32, codec (N, 8) float32  ->  score (N,) float32, opset 17
 
-Inside: the features the caller passes are mapped to the raw features the model was trained on
-(identity by default; with `--input-scaler`, x * std + mean of an existing sidecar), the trees
-run on [features | codec] with thresholds folded exactly into that input domain, the teacher
-prior runs in float64, and their sum is clipped to [0, 100].
+(the codec block is as wide as the model's layout: 8 for the card, 14 for fork-v2; with
+`Inputs.ONE` the graph has one input `features` (N, 6 + codec width), features first, sliced
+inside the graph). Inside: the features the caller passes are mapped to the raw features the
+model was trained on (identity by default; with `--input-scaler`, x * std + mean of an existing
+sidecar), the codec block is guarded if the model guards it (frgb.contract.guard_codec), the
+trees run on [features | codec] with thresholds folded exactly into that input domain, the
+teacher prior runs in float64, and their sum is clipped to [0, 100].
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxCast, OnnxClip, OnnxMul, Onnx
 from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
-from frgb.contract import CODEC_WIDTH, INPUT_CODEC, INPUT_FEATURES, N_FEATURES, OPSET, OUTPUT_SCORE, SCORE_RANGE
+from frgb.contract import N_FEATURES, OPSET, OUTPUT_SCORE, SCORE_RANGE, Layout, guard_weights
 from frgb.errors import FrgbError
 from frgb.export.thresholds import raw_domain_booster
 from frgb.export.trees_onnx import RawTrees
 from frgb.model import FrgbRegressor
-from frgb.targets import CONVERTER_OPTIONS, DEFAULT_OPTIONS, Strategy, Target
+from frgb.targets import CONVERTER_OPTIONS, DEFAULT_OPTIONS, Inputs, Strategy, Target
 
 GRAPH_NAME = "frgb"
 
@@ -38,11 +41,21 @@ class Graph:
     model: FrgbRegressor
     input_mean: np.ndarray = field(default_factory=lambda: np.zeros(N_FEATURES))
     input_std: np.ndarray = field(default_factory=lambda: np.ones(N_FEATURES))
+    inputs: Inputs = Inputs.TWO
     OUTPUTS: ClassVar[tuple[str, ...]] = (OUTPUT_SCORE,)
 
     def fit(self, *args):
         """Nothing to learn (skl2onnx recognises models by their `fit`)."""
         return self
+
+    @property
+    def layout(self) -> Layout:
+        return self.model.layout_
+
+    @property
+    def guard(self) -> tuple[int, ...] | None:
+        """The trusted encoder slots of the codec guard, or None if the model has no guard."""
+        return self.model.trusted_slots_ if self.model.guarded else None
 
     def raw_features(self, features) -> np.ndarray:
         """What the model sees (float64) for the `features` a caller passes."""
@@ -80,12 +93,70 @@ def raw_trees(model: FrgbRegressor, input_mean: np.ndarray, input_std: np.ndarra
 # The parts of the graph, shared with the interval graph (frgb/export/interval_graph.py).
 
 def concat_inputs(scope, operator, container):
-    """The trees' input [features | codec] (N, 14) float32."""
-    features, codec = operator.inputs
+    """The trees' input [features | codec] (N, 6 + codec width) float32."""
+    return _concat(scope, container, *operator.inputs)
+
+
+def _concat(scope, container, features, codec):
     x = scope.declare_local_variable("x", FloatTensorType([None, N_FEATURES + codec.type.shape[1]]))
     container.add_node("Concat", [features.full_name, codec.full_name], x.full_name, axis=1,
                        name=scope.get_unique_operator_name("Concat"))
     return x
+
+
+def _constant(scope, container, name: str, value: np.ndarray) -> str:
+    """An initializer holding `value` (float32 or int64); its name."""
+    value = np.asarray(value)
+    kind = TensorProto.INT64 if value.dtype == np.int64 else TensorProto.FLOAT
+    full = scope.get_unique_variable_name(name)
+    container.add_initializer(full, kind, list(value.shape), value.ravel().tolist())
+    return full
+
+
+def _node(scope, container, op: str, inputs: list[str], name: str, width: int | None, **attrs):
+    """Add one float32 node; its output variable ((N, width), or (N, 1) if width is None)."""
+    out = scope.declare_local_variable(name, FloatTensorType([None, 1 if width is None else width]))
+    container.add_node(op, inputs, out.full_name, name=scope.get_unique_operator_name(op), **attrs)
+    return out
+
+
+def _columns(scope, container, x, start: int, stop: int, name: str):
+    """Columns start..stop of x (Slice, on libvmaf's allowlist)."""
+    bounds = [_constant(scope, container, f"{name}_{k}", np.array([v], dtype=np.int64))
+              for k, v in (("starts", start), ("ends", stop), ("axes", 1))]
+    return _node(scope, container, "Slice", [x.full_name, *bounds], name, stop - start)
+
+
+def guarded_codec(scope, container, codec, trusted: tuple[int, ...], layout: Layout):
+    """The codec guard in the graph, float32 op for op as frgb.contract.guard_codec computes it:
+    g = Clip(codec @ trusted_weights, 0, 1); codec' = codec * g + blind * (1 - g)."""
+    width = layout.codec_width
+    weights = _constant(scope, container, "guard_weights", guard_weights(trusted, layout))
+    zero, one = (_constant(scope, container, n, np.array(v, dtype=np.float32)) for n, v in (("zero", 0.0), ("one", 1.0)))
+    blind = _constant(scope, container, "blind", np.array(layout.codec_blind, dtype=np.float32)[None, :])
+    hits = _node(scope, container, "MatMul", [codec.full_name, weights], "guard_hits", None)
+    g = _node(scope, container, "Clip", [hits.full_name, zero, one], "guard", None)
+    rest = _node(scope, container, "Sub", [one, g.full_name], "guard_rest", None)
+    kept = _node(scope, container, "Mul", [codec.full_name, g.full_name], "codec_kept", width)
+    blinded = _node(scope, container, "Mul", [blind, rest.full_name], "codec_blinded", width)
+    return _node(scope, container, "Add", [kept.full_name, blinded.full_name], "codec_guarded", width)
+
+
+def graph_inputs(scope, operator, container, graph):
+    """(features (N, 6), codec (N, codec width), x = the trees' input [features | codec]) as graph
+    variables: the two inputs, or the halves of the one input; the codec block guarded if the
+    model guards it. The card's two-input graph without guard is built exactly as before."""
+    if graph.inputs is Inputs.ONE:
+        whole = operator.inputs[0]
+        total = whole.type.shape[1]
+        features = _columns(scope, container, whole, 0, N_FEATURES, "features_part")
+        codec = _columns(scope, container, whole, N_FEATURES, total, "codec_part")
+    else:
+        features, codec = operator.inputs
+    if graph.guard is None:
+        return features, codec, (whole if graph.inputs is Inputs.ONE else concat_inputs(scope, operator, container))
+    codec = guarded_codec(scope, container, codec, graph.guard, graph.layout)
+    return features, codec, _concat(scope, container, features, codec)
 
 
 def tree_sum(trees: RawTrees, x, options: dict, opv: int):
@@ -95,15 +166,17 @@ def tree_sum(trees: RawTrees, x, options: dict, opv: int):
     return OnnxCast(node, to=TensorProto.DOUBLE, op_version=opv)
 
 
-def prior_score(scope, operator, container, graph, output_names=None):
-    """Algebra node: the teacher's score (N, 1) float64 of the caller's features; None without a prior."""
+def prior_score(scope, operator, container, graph, output_names=None, features=None):
+    """Algebra node: the teacher's score (N, 1) float64 of the caller's features (the graph
+    variable `features`, by default the first input); None without a prior."""
     if graph.model.prior_ is None:
         return None
     opv = container.target_opset
-    raw = operator.inputs[0]
+    features = operator.inputs[0] if features is None else features
+    raw = features
     if not (np.all(graph.input_std == 1) and np.all(graph.input_mean == 0)):
         raw = scope.declare_local_variable("raw_features", DoubleTensorType([None, N_FEATURES]))
-        scaled = OnnxCast(operator.inputs[0], to=TensorProto.DOUBLE, op_version=opv)
+        scaled = OnnxCast(features, to=TensorProto.DOUBLE, op_version=opv)
         OnnxAdd(OnnxMul(scaled, graph.input_std[None, :].astype(np.float64), op_version=opv),
                 graph.input_mean[None, :].astype(np.float64), op_version=opv,
                 output_names=[raw]).add_to(scope, container)
@@ -136,9 +209,9 @@ def converter_options(container, graph) -> dict:
 def _convert(scope, operator, container) -> None:
     graph: Graph = operator.raw_operator
     opv = container.target_opset
-    x = concat_inputs(scope, operator, container)
+    features, _, x = graph_inputs(scope, operator, container, graph)
     total = tree_sum(graph.raw_trees(), x, converter_options(container, graph), opv)
-    prior = prior_score(scope, operator, container, graph)
+    prior = prior_score(scope, operator, container, graph, features=features)
     if prior is not None:
         total = OnnxAdd(total, prior, op_version=opv)
     add_output(scope, container, clip_score(total, opv), operator.outputs[0])
@@ -157,8 +230,7 @@ def to_onnx(graph, target: Target | str = Target.ONNXML, strategy: Strategy | st
                         f"strategies: {', '.join(s.value for s in Strategy)}") from None
     proto = convert_sklearn(
         graph,
-        initial_types=[(INPUT_FEATURES, FloatTensorType([None, N_FEATURES])),
-                       (INPUT_CODEC, FloatTensorType([None, CODEC_WIDTH]))],
+        initial_types=[(name, FloatTensorType([None, width])) for name, width in graph.layout.input_specs(graph.inputs)],
         final_types=[(name, FloatTensorType([None])) for name in graph.OUTPUTS],
         target_opset={"": OPSET, "ai.onnx.ml": 3},
         options={id(graph): {"target": target.value, "strategy": strategy.value}},

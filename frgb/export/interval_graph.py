@@ -2,7 +2,8 @@
 
     features (N, 6) float32, codec (N, 8) float32  ->  score, lower, upper (N,) float32, opset 17
 
-Built from the parts of frgb.export.graph: one Concat, the teacher prior once (float64), and
+(or the layout's width and one input, as for the point graph). Built from the parts of
+frgb.export.graph: the inputs (one Concat; Slices and the codec guard where needed), the teacher prior once (float64), and
 three tree ensembles (point, lower and upper quantile), each with its thresholds folded into the
 raw float32 input domain and compiled for the chosen `target`. Then, in float64:
 
@@ -26,12 +27,13 @@ from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxCast, OnnxMatMul, OnnxMax, On
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
 from frgb.contract import INTERVAL_OUTPUTS, N_FEATURES
+from frgb.contract import Layout
 from frgb.export.graph import (
-    Graph, add_output, clip_score, concat_inputs, converter_options, prior_score, score_shapes, tree_sum,
+    Graph, add_output, clip_score, converter_options, graph_inputs, prior_score, score_shapes, tree_sum,
 )
 from frgb.export.trees_onnx import RawTrees
 from frgb.intervals import IntervalRegressor
-from frgb.targets import CONVERTER_OPTIONS
+from frgb.targets import CONVERTER_OPTIONS, Inputs
 
 
 @dataclass
@@ -41,6 +43,7 @@ class IntervalGraph:
     model: IntervalRegressor
     input_mean: np.ndarray = field(default_factory=lambda: np.zeros(N_FEATURES))
     input_std: np.ndarray = field(default_factory=lambda: np.ones(N_FEATURES))
+    inputs: Inputs = Inputs.TWO
     OUTPUTS: ClassVar[tuple[str, ...]] = INTERVAL_OUTPUTS
     _raw_trees: list[RawTrees] | None = field(default=None, init=False, repr=False)
 
@@ -49,8 +52,16 @@ class IntervalGraph:
         return self
 
     def part(self, model) -> Graph:
-        """The point graph of one of the three models, with this graph's input scaling."""
-        return Graph(model, self.input_mean, self.input_std)
+        """The point graph of one of the three models, with this graph's input scaling and inputs."""
+        return Graph(model, self.input_mean, self.input_std, self.inputs)
+
+    @property
+    def layout(self) -> Layout:
+        return self.model.point_.layout_
+
+    @property
+    def guard(self) -> tuple[int, ...] | None:
+        return self.part(self.model.point_).guard
 
     @property
     def parts(self) -> list[Graph]:
@@ -75,7 +86,7 @@ def _convert(scope, operator, container) -> None:
     options = converter_options(container, graph)
     point = graph.parts[0]
     point_trees, lower_trees, upper_trees = graph.all_raw_trees()
-    x = concat_inputs(scope, operator, container)
+    features, codec_input, x = graph_inputs(scope, operator, container, graph)
 
     def shared(name: str, make):
         """A named (N, 1) float64 variable computed once by `make(output_names)`, read by several nodes."""
@@ -85,7 +96,8 @@ def _convert(scope, operator, container) -> None:
 
     prior = None
     if point.model.prior_ is not None:
-        prior = shared("prior", lambda out: prior_score(scope, operator, container, point, output_names=out))
+        prior = shared("prior", lambda out: prior_score(scope, operator, container, point, output_names=out,
+                                                       features=features))
 
     def bounded(trees: RawTrees, output_names=None):
         total = tree_sum(trees, x, options, opv)
@@ -94,7 +106,7 @@ def _convert(scope, operator, container) -> None:
         return clip_score(total, opv, output_names=output_names)
 
     score = shared("score64", lambda out: bounded(point_trees, out))
-    codec = OnnxCast(operator.inputs[1], to=TensorProto.DOUBLE, op_version=opv)
+    codec = OnnxCast(codec_input, to=TensorProto.DOUBLE, op_version=opv)
     weights = graph.model.margin_weights_[:, None].astype(np.float64)
     margin = shared("margin", lambda out: OnnxMatMul(codec, weights, op_version=opv, output_names=out))
     low = OnnxMin(clip_score(OnnxSub(bounded(lower_trees), margin, op_version=opv), opv), score, op_version=opv)

@@ -1,6 +1,6 @@
 """The Markdown of frgb's reports: the evaluation report (`frgb report`), the interval report
-(`frgb eval --intervals --report`) and the tuning report (`frgb tune --report`), with one table
-helper. Every sentence that draws a conclusion is computed from the numbers, so a regenerated
+(`frgb eval --intervals --report`), the codec-vector report (`frgb eval --vectors --report`) and
+the tuning report (`frgb tune --report`), with one table helper. Every sentence that draws a conclusion is computed from the numbers, so a regenerated
 report cannot contradict its own tables."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from frgb.intervals import QUANTILE_TREES
 from frgb.loading import Corpus
 from frgb.training import FitOptions
 from frgb.tuning import HARM_TOLERANCE, Candidate, Tuning
+from frgb.vectors import COVERAGE_BOUND, POINT_BOUND, VECTORS
 
 #: The models in the evaluation report's tables, in order (those a comparison has).
 TABLE_MODELS = ("frgb", "prior", "trees", "mlp", "prior+mlp")
@@ -476,4 +477,56 @@ def tuning_markdown(tuning: Tuning, corpus: Corpus, command: str, baseline: Tuni
         lines += [f"Without the prior (plain LightGBM on the score, same search), the best setting was {b.params}: "
                   f"LOSO RMSE {b.rmse:.4f}, PLCC {b.plcc:.5f}. It is the default of `frgb fit --prior none` "
                   "(`frgb.model.PLAIN_TREES`)."]
+    return "\n".join(lines) + "\n"
+
+
+def vectors_markdown(results: list[dict], corpus: Corpus, command: str) -> str:
+    """reports/codec-vectors.md from `vector_loso`'s results, one per layout and codec guard."""
+    senders = {v.name: v.sender for v in VECTORS}
+    level = results[0]["level"]
+    lines = [
+        "# Codec vectors real callers send",
+        "",
+        f"Leave-one-source-out on the shipped corpus ({len(corpus)} rows, {results[0]['sources']} sources, SHA-256 "
+        f"`{corpus.sha256[:16]}…`), teacher prior `{results[0]['prior']}`: for each source, frgb "
+        + (f"with its {level:g} interval model (`frgb fit --intervals {level:g}`) " if level is not None else "")
+        + "is fitted on the other sources, then that source's rows are scored with each codec vector below "
+        "in place of their own. Bounds: under every vector no row's point score moves more than "
+        f"{POINT_BOUND:g} VMAF from its score under the card vector"
+        + (f", and interval coverage stays within {COVERAGE_BOUND:g} of {level:g}." if level is not None else "."),
+        "",
+        f"Reproduce with `{command}` (about two minutes per layout on an idle two-core machine).",
+        "",
+        *table(["vector", "who sends it"], [[f"`{name}`", sender] for name, sender in senders.items()]),
+    ]
+    for result in results:
+        guard = "on" if result["codec_guard"] else "off"
+        broken = [name for name, v in result["vectors"].items() if not v["holds"]]
+        lines += [
+            f"## {result['layout']} ({result['codec_width']} wide), codec guard {guard}",
+            "",
+            ("**Every bound holds.**" if not broken else f"**Out of bounds: {_list(broken)}.**"),
+            "",
+            *table(["vector", "mean RMSE over sources", "pooled RMSE", "pooled PLCC", "max move", "mean move",
+                    *(["coverage", "mean width", "lowest encoder"] if level is not None else []), "bounds"],
+                   [[f"`{name}`", _f(v["mean_rmse_over_sources"], 4), _f(v["rmse"], 4), _f(v["plcc"], 5),
+                     _f(v["max_move"], 4), _f(v["mean_move"], 4),
+                     *([_f(v["interval"]["coverage"], 3), _f(v["interval"]["mean_width"], 3),
+                        "{1:.3f} ({0})".format(*min(v["interval"]["per_encoder"].items(), key=lambda kv: kv[1]))]
+                       if level is not None else []), "hold" if v["holds"] else "**out**"]
+                    for name, v in result["vectors"].items()]),
+        ]
+        if broken and not result["codec_guard"]:
+            lines += [f"Without the codec guard every vector is scored as given. The card's default files are made "
+                      f"this way (their bytes are those they always had); `frgb fit --codec-guard` adds the guard "
+                      f"to a {result['layout']} graph.", ""]
+    if level is not None and any(r["codec_guard"] for r in results):
+        lines += [
+            "With the guard, `blind`, `libvmaf`, `zeros` and every encoder slot without training rows (the "
+            "fork-v2 hardware slots) are one block, the codec-blind vector, and take the widest margin of the "
+            "trained slots; so is `unknown` with any preset and CRF, which is how the corpus's one encoder "
+            "outside the vocabulary, libaom-av1, is scored under the `card` vector (see its lowest-encoder "
+            "coverage).",
+            "",
+        ]
     return "\n".join(lines) + "\n"

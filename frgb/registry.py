@@ -1,0 +1,125 @@
+"""The content of `registry.json`, in the VMAF fork's registry schema (model/tiny/registry.schema.json).
+
+The schema, as the fork's validators apply it: a top-level object with `schema_version` (1) and
+`models`; each row `{id, kind, onnx, sha256, opset, notes, smoke, license, license_url,
+sigstore_bundle, description, quant_*}` and no other key; `kind` fr, nr or filter; `opset` 7..21;
+`notes` at most 512 characters; `id` matching ID_PATTERN (assumed here: the fork's ids are lower
+case, digits and underscores). The fork's tests also want `license` and `sigstore_bundle` on
+every row.
+
+frgb owns only some fields of its rows (FRGB_FIELDS). Writing a row into an existing registry
+keeps every top-level key and every other row as they were, and in the row it replaces every
+field frgb does not own (license_url, description, quant_*, ...), except a `sigstore_bundle`
+that signed the previous file: it no longer matches, so it is dropped and `signature_notices`
+says so. An existing registry that cannot be read is an error (nothing is written).
+Files are written by frgb.artifacts (atomically, under its lock); this module only says what
+they contain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from frgb.errors import FrgbError
+
+SCHEMA_VERSION = 1
+KINDS = ("fr", "nr", "filter")
+OPSETS = (7, 21)
+NOTES_MAX = 512
+ID_PATTERN = re.compile(r"^[a-z0-9_]+$")
+#: Row keys the fork's schema allows (besides any `quant_*`).
+ROW_KEYS = ("id", "kind", "onnx", "sha256", "opset", "notes", "smoke", "license", "license_url",
+            "sigstore_bundle", "description")
+#: The fields of a row that frgb writes; a replaced row keeps all others.
+FRGB_FIELDS = ("id", "kind", "onnx", "sha256", "opset", "notes", "smoke", "license")
+#: Fields frgb writes only into a row that is new (an existing row's value is kept).
+NEW_ROW_FIELDS = ("license_url",)
+
+
+def parse_registry(text: str, where: str) -> dict:
+    """The registry document in `text`, or a one-line FrgbError saying why it cannot be used."""
+    expected = f"expected {{\"schema_version\": {SCHEMA_VERSION}, \"models\": [...]}}"
+    try:
+        document = json.loads(text, parse_constant=_refuse)
+    except (ValueError, RecursionError):
+        raise FrgbError(f"{where}: not a registry file (not JSON; {expected}); nothing was written") from None
+    if not isinstance(document, dict) or not isinstance(document.get("models"), list):
+        raise FrgbError(f"{where}: not a registry file ({expected}); nothing was written")
+    if not all(isinstance(row, dict) for row in document["models"]):
+        raise FrgbError(f"{where}: not a registry file (every entry of models must be an object); nothing was written")
+    version = document.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise FrgbError(f"{where}: registry schema_version {version!r}, frgb writes version {SCHEMA_VERSION}; "
+                        "nothing was written")
+    return document
+
+
+def _refuse(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def check_id(model_id: str) -> str:
+    """`model_id` if the fork's registry accepts it as a row id, else a FrgbError."""
+    if not ID_PATTERN.match(model_id):
+        raise FrgbError(f"model id {model_id!r} does not match the registry's id pattern {ID_PATTERN.pattern} "
+                        "(lower-case letters, digits, underscores)")
+    return model_id
+
+
+def short_notes(notes: str) -> str:
+    """`notes` cut to the schema's NOTES_MAX characters (at a word, with an ellipsis) if longer."""
+    if len(notes) <= NOTES_MAX:
+        return notes
+    return notes[:NOTES_MAX - 1].rsplit(" ", 1)[0] + "…"
+
+
+def registry_row(sidecar: dict) -> dict:
+    """The registry row frgb writes for a model with this sidecar (frgb's fields, and those a new
+    row gets)."""
+    row = {k: sidecar[k] for k in ("id", "kind", "onnx", "opset", "sha256") if k in sidecar}
+    row["notes"] = short_notes(str(sidecar.get("notes", "")))
+    row["smoke"] = bool(sidecar.get("training", {}).get("smoke", False))
+    for key in ("license", *NEW_ROW_FIELDS):
+        if sidecar.get(key):
+            row[key] = sidecar[key]
+    return row
+
+
+def _merged(old: dict | None, row: dict) -> dict:
+    """`row` over the `old` row of its id: frgb's fields from `row`, the rest kept from `old`, but a
+    sigstore_bundle only if the file it signed is unchanged."""
+    if old is None:
+        return row
+    kept = {k: v for k, v in old.items() if k not in FRGB_FIELDS}
+    if "sigstore_bundle" in kept and old.get("sha256") != row.get("sha256"):
+        del kept["sigstore_bundle"]
+    return {**{k: v for k, v in row.items() if not (k in NEW_ROW_FIELDS and k in kept)}, **kept}
+
+
+def with_row(document: dict, row: dict) -> dict:
+    """`document` with `row` replacing the row of its id in place, or added before the first row
+    with a larger id (so a sorted registry stays sorted); every other top-level key and row as it
+    was, and `schema_version` added if it was missing."""
+    rows = list(document["models"])
+    at = next((i for i, r in enumerate(rows) if r.get("id") == row["id"]), None)
+    if at is None:
+        at = next((i for i, r in enumerate(rows) if str(r.get("id", "")) > row["id"]), len(rows))
+        rows.insert(at, row)
+    else:
+        rows[at] = _merged(rows[at], row)
+    return {**document, "schema_version": document.get("schema_version", SCHEMA_VERSION), "models": rows}
+
+
+def signature_notices(document: dict, ids_and_digests: dict[str, str]) -> list[str]:
+    """One line for each row among `ids_and_digests` (id -> SHA-256 of the new file) whose
+    sigstore_bundle will be dropped because it signed a different file, saying how to re-sign."""
+    notices = []
+    for row in document["models"]:
+        new = ids_and_digests.get(row.get("id"))
+        if new is not None and row.get("sigstore_bundle") and row.get("sha256") != new:
+            onnx = row.get("onnx", f"{row['id']}.onnx")
+            notices.append(f"registry.json: dropped the sigstore_bundle of {row['id']} (it signed the previous "
+                           f"{onnx}); re-sign with `cosign sign-blob --bundle {onnx}.sigstore.json {onnx}` and set "
+                           f"sigstore_bundle to {onnx}.sigstore.json")
+    return notices
