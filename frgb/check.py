@@ -6,6 +6,7 @@ frgb's interval graphs keep the contract's inputs and add two outputs after `sco
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,6 +18,7 @@ import onnxruntime as ort
 
 from frgb.contract import INPUT_CODEC, INPUT_FEATURES, INTERVAL_OUTPUTS, OPSET, OUTPUT_SCORE
 from frgb.errors import FrgbError
+from frgb.files import MAX_ONNX_BYTES, read_bytes, read_text
 
 BATCHES = (1, 7, 1000)
 _INPUTS = ((INPUT_FEATURES, 6), (INPUT_CODEC, 8))
@@ -42,15 +44,28 @@ class CheckReport:
         return 2 if self.contract_problems else (1 if self.offending_ops else 0)
 
 
+#: An op type name as ONNX spells them (an allowlist holds one per line; # starts a comment line).
+_OP_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def read_allowlist(path: Path | None = None) -> set[str]:
+    """The op types of an allowlist file (the shipped one by default), or an error naming the file
+    and the line that is not one."""
     if path is None:
         text = resources.files("frgb").joinpath("libvmaf_op_allowlist.txt").read_text()
     else:
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise FrgbError(f"{path}: cannot read allowlist ({e.strerror})") from None
-    return {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
+        text = read_text(path, "op allowlist")
+    ops = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if not _OP_TYPE.fullmatch(line.strip()):
+            raise FrgbError(f"{path}:{number}: {line.strip()[:40]!r} is not an op type name; an allowlist holds "
+                            "one per line")
+        ops.add(line.strip())
+    if not ops:
+        raise FrgbError(f"{path}: the allowlist names no op type")
+    return ops
 
 
 def _nodes(graph: onnx.GraphProto):
@@ -118,22 +133,30 @@ def _check_runs(data: bytes, problems: list[str]) -> None:
                 problems.append(f"batch {n} gives {value.name} shape {out.shape}, not ({n},)")
 
 
-def check_model(path: str | Path, allowlist: Path | None = None) -> CheckReport:
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise FrgbError(f"{path}: cannot read ({e.strerror})") from None
-    report = CheckReport(str(path))
+def _onnx_model(path: Path, data: bytes) -> onnx.ModelProto:
+    """The parsed model, or an error: what is not an ONNX model is neither checked nor loadable."""
     try:
         model = onnx.load_from_string(data)
+    except Exception:  # protobuf's DecodeError and others
+        raise FrgbError(f"{path}: not a valid ONNX model (its bytes do not parse as an ONNX protobuf)") from None
+    try:
         onnx.checker.check_model(model)
-    except Exception as e:  # onnx raises DecodeError, ValidationError, ...
-        report.contract_problems.append(f"not a valid ONNX model: {str(e).splitlines()[0]}")
-        return report
+    except Exception as e:  # onnx's ValidationError and others
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FrgbError(f"{path}: not a valid ONNX model ({reason[:200]})") from None
+    if not model.graph.node:
+        raise FrgbError(f"{path}: not a valid ONNX model (its graph has no nodes)")
+    return model
+
+
+def check_model(path: str | Path, allowlist: Path | None = None) -> CheckReport:
+    path = Path(path)
+    data = read_bytes(path, "ONNX model", MAX_ONNX_BYTES)
+    allowed = read_allowlist(allowlist)
+    report = CheckReport(str(path))
+    model = _onnx_model(path, data)
     _check_io(model, report.contract_problems)
     _check_runs(data, report.contract_problems)
-    allowed = read_allowlist(allowlist)
     bad = Counter(
         f"{node.domain or 'ai.onnx'}:{node.op_type}"
         for node in _nodes(model.graph)

@@ -10,12 +10,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from frgb.cv import OnFold, out_of_fold, summarise
-from frgb.export.package import export, export_intervals
+from frgb.errors import FrgbError
+from frgb.export.package import read_input_scaler, stage, stage_intervals, write_exports
 from frgb.intervals import check_level, fit_intervals, interval_report
 from frgb.loading import SHIPPED_CORPUS, design_matrix, load_corpus
 from frgb.metrics import scores
+from frgb.outputs import fit_outputs
 from frgb.targets import Strategy, Target
-from frgb.training import FitOptions, choose_prior, fit_model
+from frgb.teacher import BUILTIN_MODELS, VmafTeacher
+from frgb.training import FitOptions, check_trainable, choose_prior, fit_model
 
 
 def _display_path(path: Path) -> str:
@@ -40,6 +43,15 @@ class FitReport:
     intervals: dict | None = None  # level, method and calibration of the interval model, if one was fitted
 
 
+def _choices(targets, strategy) -> tuple[list[Target], Strategy]:
+    """The export targets and the libvmaf strategy as enums, or a one-line error (before any work)."""
+    try:
+        return list(dict.fromkeys(Target(t) for t in targets)), Strategy(strategy)
+    except ValueError as e:
+        raise FrgbError(f"{e}; targets: {', '.join(t.value for t in Target)}, "
+                        f"strategies: {', '.join(s.value for s in Strategy)}") from None
+
+
 def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets: list[Target],
           input_scaler: Path | None = None, cv: bool = True, strategy: Strategy = Strategy.AUTO,
           argv: list[str] | None = None, on_fold: OnFold | None = None,
@@ -47,12 +59,20 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
     """Load a corpus, fit, cross-validate by source, export every target after its parity check.
 
     With `intervals` (a level in (0, 1)), also fit the interval model around the same point model
-    (frgb.intervals) and export its graph for every target."""
-    targets = [Target(t) for t in targets]
+    (frgb.intervals) and export its graph for every target. Everything that can be checked is
+    checked before fitting (options, output names, the files read, the corpus); every file is
+    written at the end, as one replacement of the previous set."""
+    targets, strategy = _choices(targets, strategy)
     if intervals is not None:
         check_level(intervals)
+    prior_file = Path(options.prior) if options.prior not in ("auto", "none", *BUILTIN_MODELS) else None
+    fit_outputs(out, name, targets, intervals is not None, {"corpus": Path(corpus_path), "VMAF model file": prior_file})
+    scaling = read_input_scaler(input_scaler) if input_scaler else ()
     corpus = load_corpus(corpus_path)
+    check_trainable(corpus, cv, () if intervals is None else (intervals,))
     choice = choose_prior(corpus, options.prior)
+    if choice.model:
+        VmafTeacher(model=choice.model).fit()  # a broken model file is an error before the fit
     started = time.perf_counter()
     interval = fit_intervals(corpus, options, choice.model, intervals) if intervals is not None else None
     model = interval.point_ if interval else fit_model(corpus, options, choice.model)
@@ -86,12 +106,11 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
         "options": asdict(options),
         "prior": choice.model,
     }
-    exports = [
-        export(model, corpus, out, name, target, training, provenance, input_scaler, strategy) for target in targets
-    ]
+    staged = [stage(model, corpus, name, target, training, provenance, scaling, strategy) for target in targets]
     if interval:
-        exports += [export_intervals(interval, corpus, out, name, target, training, provenance, input_scaler, strategy)
-                    for target in targets]
+        staged += [stage_intervals(interval, corpus, name, target, training, provenance, scaling, strategy)
+                   for target in targets]
+    exports = write_exports(out, staged)
     return FitReport(
         corpus=str(corpus_path), rows_used=len(corpus), rows_dropped=corpus.dropped, prior=choice.model,
         rows_other_vmaf_model=choice.others, fit_seconds=seconds, in_sample=in_sample, cross_validated=cross,
