@@ -304,7 +304,7 @@ def evaluate(
         if report is not None:
             from frgb.outputs import check_output_file
 
-            check_output_file(report, "--report", {"corpus": corpus})
+            check_output_file(report, "--report", {"the corpus": corpus or _default_corpus()})
         return _eval_intervals(corpus, _fit_options(prior, codec_blind, monotone, seed), intervals, report, as_json,
                                command_line(ctx))
     if loso:
@@ -404,7 +404,7 @@ def predict(
     from frgb.outputs import check_output_file, model_files
 
     if out is not None:
-        check_output_file(out, "-o", {"corpus": corpus, **model_files(model)})
+        check_output_file(out, "-o", {"the corpus": corpus, **model_files(model)})
     graph = OnnxModel(model)
     rows = load_corpus(corpus, require_target=False)
     text = "".join(json.dumps(record, allow_nan=False) + "\n" for record in graph.prediction_records(rows))
@@ -469,7 +469,7 @@ def tune(
     from frgb.tuning import tune as run_tune
 
     if report is not None:
-        check_output_file(report, "--report", {"corpus": corpus})
+        check_output_file(report, "--report", {"the corpus": corpus or _default_corpus()})
     rows = load_corpus(corpus or _default_corpus())
     check_trainable(rows)
     options = FitOptions(prior=prior, seed=seed)

@@ -293,7 +293,7 @@ def registry_document(path: Path) -> dict:
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return {"models": []}
-    document = read_json(path, "registry file")
+    document = read_json(path, "a registry file")
     problem = _registry_problem(document)
     if problem:
         raise FrgbError(f"{path}: not a registry file ({problem})")

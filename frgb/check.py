@@ -54,7 +54,7 @@ def read_allowlist(path: Path | None = None) -> set[str]:
     if path is None:
         text = resources.files("frgb").joinpath("libvmaf_op_allowlist.txt").read_text()
     else:
-        text = read_text(path, "op allowlist")
+        text = read_text(path, "a libvmaf op allowlist")
     ops = set()
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
@@ -151,7 +151,7 @@ def _onnx_model(path: Path, data: bytes) -> onnx.ModelProto:
 
 def check_model(path: str | Path, allowlist: Path | None = None) -> CheckReport:
     path = Path(path)
-    data = read_bytes(path, "ONNX model", MAX_ONNX_BYTES)
+    data = read_bytes(path, "an ONNX model", MAX_ONNX_BYTES)
     allowed = read_allowlist(allowlist)
     report = CheckReport(str(path))
     model = _onnx_model(path, data)

@@ -27,12 +27,12 @@ class OnnxModel:
             raise FrgbError(f"{self.path}: no such model file")
         if not sidecar_path.is_file():
             raise FrgbError(f"{self.path}: no sidecar {sidecar_path.name} next to it (it says how to scale inputs)")
-        self.sidecar = read_json(sidecar_path, "model sidecar")
+        self.sidecar = read_json(sidecar_path, "a model sidecar")
         self.mean, self.std, self.vocab = _sidecar_scaling(sidecar_path, self.sidecar)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(read_bytes(self.path, "ONNX model", MAX_ONNX_BYTES), options,
+            self.session = ort.InferenceSession(read_bytes(self.path, "an ONNX model", MAX_ONNX_BYTES), options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise FrgbError(f"{self.path}: onnxruntime cannot load it: {str(e).splitlines()[0]}") from None

@@ -23,13 +23,15 @@ MAX_TEXT_BYTES = 64 << 20
 MAX_ONNX_BYTES = 2 << 30
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:g} MiB"
+def size_text(n: int) -> str:
+    """A byte count as frgb's messages give it: 64 MiB, 4 GiB."""
+    return f"{n / 2**30:g} GiB" if n >= 2**30 else f"{n / 2**20:g} MiB"
 
 
 def read_bytes(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES) -> bytes:
-    """The bytes of `path`, a `what` ("registry file", ...), or an error naming it: missing, a
-    directory, unreadable, or larger than `limit` (checked while reading: devices have no size)."""
+    """The bytes of `path`, which should be `what` ("a registry file", ...), or an error naming it:
+    missing, a directory, unreadable, or larger than `limit` (checked while reading: a device such
+    as /dev/zero has no size)."""
     path = Path(path)
     try:
         info = path.stat()
@@ -38,14 +40,14 @@ def read_bytes(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES) -> byte
     except OSError as e:
         raise FrgbError(f"{path}: cannot read ({e.strerror or e})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise FrgbError(f"{path}: is a directory, not a {what}")
+        raise FrgbError(f"{path}: is a directory, not {what}")
     try:
         with path.open("rb") as f:
             data = f.read(limit + 1)
     except OSError as e:
         raise FrgbError(f"{path}: cannot read ({e.strerror or e})") from None
     if len(data) > limit:
-        raise FrgbError(f"{path}: larger than {_mib(limit)}; not a {what}")
+        raise FrgbError(f"{path}: larger than {size_text(limit)}; not {what}")
     return data
 
 
@@ -55,8 +57,7 @@ def read_text(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise FrgbError(f"{path}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); "
-                        f"not a {what}") from None
+        raise FrgbError(f"{path}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); not {what}") from None
 
 
 def _refuse_constant(token: str):
@@ -83,11 +84,11 @@ def read_json(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES):
     try:
         return strict_json(text)
     except json.JSONDecodeError as e:
-        raise FrgbError(f"{path}: not a {what} (malformed JSON: {e.msg} at line {e.lineno} column {e.colno})") from None
+        raise FrgbError(f"{path}: not {what} (malformed JSON: {e.msg} at line {e.lineno} column {e.colno})") from None
     except ValueError as e:
-        raise FrgbError(f"{path}: not a {what} ({e})") from None
+        raise FrgbError(f"{path}: not {what} ({e})") from None
     except RecursionError:
-        raise FrgbError(f"{path}: not a {what} (JSON nested too deeply to read)") from None
+        raise FrgbError(f"{path}: not {what} (JSON nested too deeply to read)") from None
 
 
 def is_finite_number(value) -> bool:

@@ -27,6 +27,7 @@ import polars as pl
 
 from frgb.contract import FEATURE_MAX, FEATURES, codec_blocks
 from frgb.errors import FrgbError
+from frgb.files import size_text
 
 BLOCK_BYTES = 16 << 20
 #: Longest line read (a valid row with a 100 MB field frgb does not read takes about 1 GB of
@@ -134,12 +135,12 @@ def _read_blocks(path: Path) -> Iterator[tuple[bytes, int, bool]]:
                     yield data, first, True
                 return
             if endless and total > MAX_STREAM_BYTES:
-                raise FrgbError(f"{path}: not a regular file, and more than {MAX_STREAM_BYTES >> 30} GiB read without "
+                raise FrgbError(f"{path}: not a regular file, and more than {size_text(MAX_STREAM_BYTES)} read without "
                                 "an end; save the corpus to a file")
             cut = data.rfind(b"\n") + 1
             if cut == 0:  # one line longer than a block: keep reading, up to a limit
                 if len(data) > MAX_LINE_BYTES:
-                    raise FrgbError(f"{_where(path, first)}: a line longer than {MAX_LINE_BYTES >> 20} MiB "
+                    raise FrgbError(f"{_where(path, first)}: a line longer than {size_text(MAX_LINE_BYTES)} "
                                     "(no newline in sight); a corpus row is far shorter")
                 carry = data
                 continue

@@ -45,7 +45,8 @@ def fit_outputs(out: Path, name: str, targets: list[Target], intervals: bool, in
     """Every file `frgb fit` writes into `out` (each model's .onnx and sidecar, then registry.json),
     after checking them and the folder: the id is a plain stem, no sidecar is the registry, every
     name fits the file system, no output is one of `inputs` (label -> path read by the fit), the
-    folder can be made and written, and an existing registry there is readable."""
+    folder can be made and written, and an existing registry there is readable. `inputs` maps
+    what each input is ("the corpus") to its path."""
     check_model_id(name)
     out = Path(out)
     names = [f"{stem}{ext}" for stem in fit_file_stems(name, targets, intervals) for ext in (".onnx", ".json")]
@@ -92,12 +93,13 @@ def check_output_file(path: Path, option: str, inputs: dict[str, Path | None]) -
 def model_files(model: Path) -> dict[str, Path]:
     """A model's own files: the graph, its sidecar and the registry beside them."""
     model = Path(model)
-    return {"model": model, "model's sidecar": model.with_suffix(".json"), "registry": model.parent / REGISTRY}
+    return {"the model": model, "the model's sidecar": model.with_suffix(".json"),
+            "the registry beside the model": model.parent / REGISTRY}
 
 
 def check_not_inputs(outputs: list[Path], inputs: dict[str, Path | None]) -> None:
-    """No output path names a file that the command reads (or its model's files)."""
+    """No output path names one of `inputs` (what the file is, e.g. "the corpus" -> its path)."""
     for path in outputs:
-        for label, given in inputs.items():
+        for what, given in inputs.items():
             if given is not None and same_file(path, given):
-                raise FrgbError(f"{path}: is the {label} this command reads; writing it would destroy it")
+                raise FrgbError(f"{path}: is {what}; writing it would destroy it")

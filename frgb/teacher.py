@@ -43,7 +43,7 @@ def _model_json(model: str) -> dict:
         path = Path(model)
         if not path.exists():
             raise FrgbError(f"VMAF model {model!r}: not a built-in ({', '.join(BUILTIN_MODELS)}) nor a file")
-        data = read_json(path, "VMAF model file")
+        data = read_json(path, "a VMAF model file")
     if not isinstance(data, dict) or not isinstance(data.get("model_dict"), dict):
         raise FrgbError(f"VMAF model {model!r}: not a VMAF model JSON (no model_dict)")
     return data["model_dict"]

@@ -73,7 +73,7 @@ class Staged:
 
 def read_input_scaler(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """feature_mean / feature_std of an existing sidecar (for --input-scaler)."""
-    data = read_json(path, "sidecar")
+    data = read_json(path, "a sidecar")
     values = [data.get(key) if isinstance(data, dict) else None for key in ("feature_mean", "feature_std")]
     if not all(isinstance(v, list) and len(v) == N_FEATURES and all(map(is_finite_number, v)) for v in values):
         raise FrgbError(f"{path}: --input-scaler needs a sidecar whose feature_mean and feature_std are "

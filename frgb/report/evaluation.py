@@ -54,7 +54,7 @@ def build_report(corpus_path: Path, out: Path, options: FitOptions, mlp_max_iter
 
     "trees" is what `frgb fit --prior none` trains (frgb.model.PLAIN_TREES)."""
     check_output_folder(out, "--out")
-    bench_text = read_text(bench, "fit-cost table") if bench is not None and bench.is_file() else None
+    bench_text = read_text(bench, "a fit-cost table") if bench is not None and bench.is_file() else None
     corpus = load_corpus(corpus_path)
     check_trainable(corpus)
     prior = choose_prior(corpus, options.prior).model
