@@ -21,6 +21,9 @@ from frgb.errors import FrgbError
 MAX_TEXT_BYTES = 64 << 20
 #: Largest ONNX file frgb reads: protobuf cannot parse a message over 2 GiB.
 MAX_ONNX_BYTES = 2 << 30
+#: Most bytes read from a source that is not a regular file (a pipe, a device): it has no size
+#: to check first, and may never end.
+MAX_STREAM_READ = 64 << 20
 
 
 def size_text(n: int) -> str:
@@ -41,13 +44,18 @@ def read_bytes(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES) -> byte
         raise FrgbError(f"{path}: cannot read ({e.strerror or e})") from None
     if stat.S_ISDIR(info.st_mode):
         raise FrgbError(f"{path}: is a directory, not {what}")
+    regular = stat.S_ISREG(info.st_mode)
+    if regular and info.st_size > limit:
+        raise FrgbError(f"{path}: larger than {size_text(limit)}; not {what}")
+    limit = limit if regular else min(limit, MAX_STREAM_READ)
     try:
         with path.open("rb") as f:
             data = f.read(limit + 1)
     except OSError as e:
         raise FrgbError(f"{path}: cannot read ({e.strerror or e})") from None
     if len(data) > limit:
-        raise FrgbError(f"{path}: larger than {size_text(limit)}; not {what}")
+        kind = "" if regular else "not a regular file, and "
+        raise FrgbError(f"{path}: {kind}larger than {size_text(limit)}; not {what}")
     return data
 
 
