@@ -964,3 +964,44 @@ def test_no_sidecar_or_registry_a_user_gives_ends_in_an_internal_error(kind, cor
         result = invoke(*args)
         assert result.exit_code == 2 and result.output.startswith("frgb: error: "), (name, result.output)
         assert len(result.output.splitlines()) == 1 and "internal error" not in result.output
+
+
+# The corpus tool's inputs: the grid file, and the corpus it appends to.
+
+GRIDS = [
+    ("a JSON list", "g.json", b"[1, 2]", "not a valid grid file: expected a table (TOML) or an object (JSON) with sources and encoders"),
+    ("encoders a list", "g.json", b'{"sources": ["lavfi:testsrc2"], "encoders": ["libx264"]}',
+     "not a valid grid file: encoders must map each encoder to its presets and crfs"),
+    ("crfs a number", "g.toml", b'sources = ["lavfi:testsrc2"]\n[encoders.libx264]\npresets = ["medium"]\ncrfs = 23\n',
+     "not a valid grid file: each encoder's presets and crfs must be lists"),
+    ("duration zero", "g.json", b'{"duration": 0}', "not a valid grid file: duration must be a positive number of seconds, got 0"),
+    ("NaN", "g.json", b'{"duration": NaN}', "not a valid grid file: NaN is not a JSON number"),
+    ("binary TOML", "g.toml", b"\xff\xfe", "not a valid grid file: 'utf-8' codec can't decode byte 0xff in position 0: "
+                                           "invalid start byte"),
+]
+
+
+@pytest.mark.parametrize("name, content, problem", [c[1:] for c in GRIDS], ids=[c[0] for c in GRIDS])
+def test_a_damaged_grid_file_is_a_one_line_error(name, content, problem, tmp_path):
+    grid = tmp_path / name
+    grid.write_bytes(content)
+    assert_fails_in_one_line(["corpus", "--grid", grid, "--out", tmp_path / "c.jsonl"], f"{grid}: {problem}", tmp_path)
+    assert_fails_in_one_line(["corpus", "--grid", "/dev/zero", "--out", tmp_path / "c.jsonl"],
+                             "/dev/zero: not a regular file, and larger than 64 MiB; not a grid file", tmp_path)
+
+
+def test_the_corpus_tool_never_truncates_a_file_that_is_not_a_corpus(model, tmp_path):
+    """Resuming cuts a torn last line off --out; pointed at a model's .onnx (or any file that is
+    not JSON Lines) it used to truncate that file before finding its first line is no row."""
+    from frgb.corpus.build import existing_keys
+
+    victim = tmp_path / "m.onnx"
+    victim.write_bytes(model.read_bytes())
+    before = sha256(victim)
+    with pytest.raises(FrgbError) as error:
+        existing_keys(victim, retry_failed=False)
+    assert str(error.value) == f"{victim}:1: not a JSON row; fix or move the file before resuming"
+    assert sha256(victim) == before
+    with pytest.raises(FrgbError) as error:
+        existing_keys(tmp_path, retry_failed=False)
+    assert str(error.value) == f"{tmp_path}: not a regular file; --out must be a JSON Lines corpus file (or a new one)"
