@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 
 import numpy as np
 import onnx
@@ -109,6 +110,27 @@ def test_two_fits_with_the_same_seed_give_byte_identical_files(small_corpus, tmp
             e = export(model, small_corpus, tmp_path / run, "m", target, {"smoke": True}, {"argv": ["fit"]})
             digests.append((target, hashlib.sha256(e.onnx_path.read_bytes() + e.sidecar_path.read_bytes()).hexdigest()))
     assert digests[:2] == digests[2:]
+
+
+def test_figures_are_written_the_same_whatever_their_last_bits():
+    """Another machine sums the same numbers in another order and gets another last bit (the
+    shipped sidecar's in_sample_rmse was 0.3686492215438153 there and ...8151 here). Written to
+    FIGURE_DIGITS significant digits, both give the same bytes; undefined figures are null; the
+    scaling callers apply is written exactly. Fails if sidecars write figures at full precision."""
+    from frgb.artifacts import dumps
+
+    here = {"in_sample_rmse": 0.3686492215438151, "loso_plcc": 0.9998631842817218, "feature_mean": [0.9550306797027588]}
+    there = {"in_sample_rmse": 0.3686492215438153, "loso_plcc": float(np.nextafter(0.9998631842817218, 0)),
+             "feature_mean": [0.9550306797027588]}
+    assert dumps(here) == dumps(there)
+    assert json.loads(dumps(here)) == {"in_sample_rmse": 0.3686492215, "loso_plcc": 0.9998631843,
+                                       "feature_mean": [0.9550306797027588]}
+    assert json.loads(dumps({"plcc": float("nan"), "rmse": float("inf")})) == {"plcc": None, "rmse": None}
+    squares = np.random.default_rng(0).normal(size=100_003) ** 2  # the same squared errors, summed three ways:
+    rmse = [float(np.sqrt(np.mean(squares))), math.sqrt(sum(squares.tolist()) / len(squares)),  # pairwise, in order,
+            math.sqrt(math.fsum(squares) / len(squares))]  # exactly
+    assert len(set(rmse)) > 1, "the sums were meant to differ in their last bits"
+    assert len({dumps({"rmse": r}) for r in rmse}) == 1, "the same errors summed in another order give other bytes"
 
 
 def test_nan_features_give_nan_scores_in_both_graphs(fitted):
