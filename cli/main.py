@@ -313,8 +313,7 @@ def evaluate(
         return _eval_loso(corpus, _fit_options(prior, codec_blind, monotone, seed), baseline, mlp_max_iter, as_json)
     if model is None:
         fail("give a MODEL.onnx to score, or --loso to cross-validate frgb by source")
-    graph = OnnxModel(model)
-    result = graph.evaluate(load_corpus(corpus or _default_corpus()))
+    result = OnnxModel(model).evaluate(load_corpus(corpus or _default_corpus()))
     if as_json:
         _print_json(result)
     else:

@@ -160,7 +160,8 @@ class _Replacement:
     def _write_journal(self) -> None:
         """Record each path's staged file and kept previous file (None: it had none), durably."""
         self.path = self.journal
-        entries = [{"path": p.name, "staged": Path(tmp).name, "previous": self.previous.get(p)} for tmp, p in self.staged]
+        entries = [{"path": p.name, "staged": Path(tmp).name, "previous": self.previous.get(p)}
+                   for tmp, p in self.staged]
         os.replace(_stage(self.journal, json.dumps({"files": entries}).encode()), self.journal)
         try:
             _fsync_dir(self.journal.parent)
@@ -199,7 +200,7 @@ class _Replacement:
         names = ", ".join(p.name for p in self.replaced)
         undo = (f"; the next frgb fit into {self.journal.parent} puts the previous files back"
                 if self.journal is not None else "")
-        why = _reason(self.unrestored) if self.unrestored else "interrupted"
+        why = _reason(self.unrestored) if self.unrestored else "unknown"
         return message + f"{names} replaced and could not be put back ({why}){undo}"
 
     def clean_up(self) -> None:

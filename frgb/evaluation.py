@@ -9,7 +9,8 @@ import numpy as np
 import onnxruntime as ort
 
 from frgb.contract import (
-    ENCODER_VOCAB, INPUT_CODEC, INPUT_FEATURES, INTERVAL_OUTPUTS, N_FEATURES, OUTPUT_SCORE, codec_blind_block, codec_blocks,
+    ENCODER_VOCAB, INPUT_CODEC, INPUT_FEATURES, INTERVAL_OUTPUTS, N_FEATURES, OUTPUT_SCORE, codec_blind_block,
+    codec_blocks,
 )
 from frgb.errors import FrgbError
 from frgb.files import MAX_ONNX_BYTES, is_finite_number, read_bytes, read_json
@@ -121,7 +122,8 @@ def _sidecar_scaling(path: Path, sidecar) -> tuple[np.ndarray, np.ndarray, tuple
     for key in ("feature_mean", "feature_std"):
         value = sidecar.get(key)
         if not (isinstance(value, list) and len(value) == N_FEATURES and all(map(is_finite_number, value))):
-            raise FrgbError(f"{path}: not a model sidecar: {key} must be {N_FEATURES} finite numbers, got {value!r:.60}")
+            raise FrgbError(f"{path}: not a model sidecar: {key} must be {N_FEATURES} finite numbers, "
+                            f"got {value!r:.60}")
     std = np.asarray(sidecar["feature_std"], dtype=np.float64)
     if not np.all(std > 0):
         raise FrgbError(f"{path}: not a model sidecar: feature_std must be positive, got {std.tolist()}")
@@ -141,7 +143,8 @@ def _check_graph_io(path: Path, session: ort.InferenceSession, codec_width: int)
 
     def fits(value, width: int) -> bool:  # float32 (N, width); a symbolic width is taken as given
         shape = value.shape
-        return value.type == "tensor(float)" and len(shape) == 2 and (shape[1] == width or not isinstance(shape[1], int))
+        return (value.type == "tensor(float)" and len(shape) == 2
+                and (shape[1] == width or not isinstance(shape[1], int)))
 
     if set(inputs) != set(widths) or not all(fits(inputs[name], width) for name, width in widths.items()):
         found = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs.values())

@@ -27,7 +27,8 @@ def check_model_id(name: str) -> str:
     if not name:
         raise FrgbError("--id is empty: give a file stem, e.g. --id frgb")
     if "/" in name or "\\" in name:
-        raise FrgbError(f"--id {name!r} is not a plain file name (no / or \\): a model's files are written inside --out")
+        raise FrgbError(f"--id {name!r} is not a plain file name (no / or \\): a model's files are written "
+                        "inside --out")
     if name.startswith("."):
         raise FrgbError(f"--id {name!r} starts with a dot: its files would be hidden (and '..' is outside --out)")
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
@@ -41,7 +42,8 @@ def fit_file_stems(name: str, targets: list[Target], intervals: bool) -> list[st
     return stems + ([stem + INTERVAL_SUFFIX for stem in stems] if intervals else [])
 
 
-def fit_outputs(out: Path, name: str, targets: list[Target], intervals: bool, inputs: dict[str, Path | None]) -> list[Path]:
+def fit_outputs(out: Path, name: str, targets: list[Target], intervals: bool,
+                inputs: dict[str, Path | None]) -> list[Path]:
     """Every file `frgb fit` writes into `out` (each model's .onnx and sidecar, then registry.json),
     after checking them and the folder: the id is a plain stem, no sidecar is the registry, every
     name fits the file system, no output is one of `inputs` (label -> path read by the fit), the

@@ -66,7 +66,8 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
     if intervals is not None:
         check_level(intervals)
     prior_file = Path(options.prior) if options.prior not in ("auto", "none", *BUILTIN_MODELS) else None
-    fit_outputs(out, name, targets, intervals is not None, {"the corpus": Path(corpus_path), "the VMAF model file": prior_file})
+    fit_outputs(out, name, targets, intervals is not None,
+                {"the corpus": Path(corpus_path), "the VMAF model file": prior_file})
     scaling = read_input_scaler(input_scaler) if input_scaler else ()
     corpus = load_corpus(corpus_path)
     check_trainable(corpus, cv, () if intervals is None else (intervals,))

@@ -85,7 +85,8 @@ def _parse_libsvm(text: str, n_features: int) -> tuple[float, float, np.ndarray,
     except (KeyError, ValueError):
         raise ValueError("gamma or rho missing from the libsvm header") from None
     coef, sv = np.array(coefs), np.array(vectors).reshape(-1, n_features)
-    if not (coefs and np.isfinite([gamma, rho]).all() and gamma > 0 and np.isfinite(coef).all() and np.isfinite(sv).all()):
+    finite = np.isfinite([gamma, rho]).all() and np.isfinite(coef).all() and np.isfinite(sv).all()
+    if not (coefs and finite and gamma > 0):
         raise ValueError("the libsvm model needs support vectors and finite gamma > 0, rho and coefficients")
     return gamma, rho, coef, sv
 

@@ -459,6 +459,11 @@ def test_a_source_with_no_end_is_an_error_not_unbounded_memory(good, tmp_path, m
 # Output paths: derived from --out / --id / -o and checked before any work.
 
 
+def _cases(table: list[tuple]) -> list:
+    """pytest parameters of a table whose rows are (case name, *values)."""
+    return [pytest.param(*row[1:], id=row[0]) for row in table]
+
+
 def fit_args(corpus: Path, out: Path, *extra) -> list:
     return ["fit", "--corpus", corpus, "--out", out, "--no-cv", "--target", "onnxml", *extra]
 
@@ -581,7 +586,7 @@ REGISTRIES = [
 ]
 
 
-@pytest.mark.parametrize("content, problem", [c[1:] for c in REGISTRIES], ids=[c[0] for c in REGISTRIES])
+@pytest.mark.parametrize("content, problem", _cases(REGISTRIES))
 def test_fit_into_a_folder_with_a_damaged_registry_stops_before_fitting(content, problem, corpus_file, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -619,7 +624,7 @@ VMAF_MODELS = [
 ]
 
 
-@pytest.mark.parametrize("make, message", [c[1:] for c in VMAF_MODELS], ids=[c[0] for c in VMAF_MODELS])
+@pytest.mark.parametrize("make, message", _cases(VMAF_MODELS))
 def test_fit_with_a_damaged_vmaf_model_file_stops_before_fitting(make, message, corpus_file, tmp_path):
     prior = tmp_path / "model.json"
     prior.write_bytes(make())
@@ -648,7 +653,7 @@ SCALERS = [
 ]
 
 
-@pytest.mark.parametrize("content, message", [c[1:] for c in SCALERS], ids=[c[0] for c in SCALERS])
+@pytest.mark.parametrize("content, message", _cases(SCALERS))
 def test_fit_with_a_damaged_input_scaler_stops_before_fitting(content, message, corpus_file, tmp_path):
     scaler = tmp_path / "old.json"
     scaler.write_bytes(content)
@@ -705,7 +710,7 @@ ALLOWLISTS = [
 ]
 
 
-@pytest.mark.parametrize("content, message", [c[1:] for c in ALLOWLISTS], ids=[c[0] for c in ALLOWLISTS])
+@pytest.mark.parametrize("content, message", _cases(ALLOWLISTS))
 def test_check_with_a_damaged_allowlist_is_a_one_line_error(content, message, model, tmp_path):
     allowlist = tmp_path / "allow.txt"
     allowlist.write_bytes(content)
@@ -746,7 +751,7 @@ SIDECARS = [
 
 
 @pytest.mark.parametrize("command", ["eval", "predict"])
-@pytest.mark.parametrize("change, message", [c[1:] for c in SIDECARS], ids=[c[0] for c in SIDECARS])
+@pytest.mark.parametrize("change, message", _cases(SIDECARS))
 def test_a_damaged_sidecar_is_a_one_line_error(change, message, command, model_dir, corpus_file, tmp_path):
     sidecar = model_dir / "m.json"
     sidecar.write_text(json.dumps(change(json.loads(sidecar.read_text()))))
@@ -859,7 +864,7 @@ DEGENERATE = [
 ]
 
 
-@pytest.mark.parametrize("rows, extra, message", [c[1:] for c in DEGENERATE], ids=[c[0] for c in DEGENERATE])
+@pytest.mark.parametrize("rows, extra, message", _cases(DEGENERATE))
 def test_fit_on_a_degenerate_corpus_is_a_one_line_error_before_fitting(rows, extra, message, good, tmp_path):
     path = tmp_path / "corpus.jsonl"
     chosen = rows(good)
@@ -981,7 +986,7 @@ GRIDS = [
 ]
 
 
-@pytest.mark.parametrize("name, content, problem", [c[1:] for c in GRIDS], ids=[c[0] for c in GRIDS])
+@pytest.mark.parametrize("name, content, problem", _cases(GRIDS))
 def test_a_damaged_grid_file_is_a_one_line_error(name, content, problem, tmp_path):
     grid = tmp_path / name
     grid.write_bytes(content)

@@ -92,22 +92,22 @@ def corpora(small_corpus_path, tmp_path_factory) -> tuple[Path, Path]:
     return small_corpus_path, other
 
 
+def fitted_folder(folder: Path, fit: list[str], corpus: Path) -> Path:
+    result = invoke(*fit, "--corpus", corpus, "--out", folder)
+    assert result.exit_code == 0, result.output
+    return folder
+
+
 @pytest.fixture(scope="module")
 def previous(corpora, tmp_path_factory) -> Path:
     """A folder holding a fitted model `m`: its .onnx, sidecar, registry and lock file."""
-    folder = tmp_path_factory.mktemp("previous")
-    result = invoke(*FIT, "--corpus", corpora[0], "--out", folder)
-    assert result.exit_code == 0, result.output
-    return folder
+    return fitted_folder(tmp_path_factory.mktemp("previous"), FIT, corpora[0])
 
 
 @pytest.fixture(scope="module")
 def previous_set(corpora, tmp_path_factory) -> Path:
     """A folder holding the whole set of one fit: four models (both targets, point and interval)."""
-    folder = tmp_path_factory.mktemp("previous_set")
-    result = invoke(*FIT_ALL, "--corpus", corpora[0], "--out", folder)
-    assert result.exit_code == 0, result.output
-    return folder
+    return fitted_folder(tmp_path_factory.mktemp("previous_set"), FIT_ALL, corpora[0])
 
 
 def new_models(previous: Path, ids: list[str]) -> list[tuple[str, bytes, dict]]:

@@ -210,7 +210,8 @@ def write_exports(out: Path, staged: list[Staged]) -> list[Exported]:
     """Write every staged export and its registry row into `out` as one replacement: all of them,
     or (on a full disk, a failed rename, a kill) none (frgb.artifacts.write_models)."""
     paths = write_models(out, [(s.name, s.onnx, s.sidecar) for s in staged])
-    return [Exported(s.target, onnx_path, sidecar_path, s.parity) for s, (onnx_path, sidecar_path) in zip(staged, paths)]
+    return [Exported(s.target, onnx_path, sidecar_path, s.parity)
+            for s, (onnx_path, sidecar_path) in zip(staged, paths)]
 
 
 def export(model: FrgbRegressor, corpus: Corpus, out: Path, name: str, target: Target | str, training: dict,
@@ -240,7 +241,8 @@ def _checked(graph: Graph | IntervalGraph, target: Target, strategy: Strategy | 
     if not np.all(scaled <= np.finfo(np.float32).max):
         raise FrgbError(
             f"{target.value} export failed the parity check on raw features: scaled with the input scaling "
-            f"(feature_mean/feature_std), the training rows reach {np.nanmax(scaled):.3g}, beyond float32; nothing written"
+            f"(feature_mean/feature_std), the training rows reach {np.nanmax(scaled):.3g}, beyond float32; "
+            "nothing written"
         )
     proto_bytes = to_onnx(graph, target, strategy).SerializeToString()
     check = parity(graph, proto_bytes, corpus)
