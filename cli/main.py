@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import shlex
 import sys
@@ -14,6 +15,8 @@ from typing import Optional
 import typer
 
 from cli.progress import fold_progress, progress_bar
+from frgb.artifacts import WRITTEN
+from frgb.artifacts import figures as as_written
 from frgb.errors import FrgbError
 from frgb.targets import Inputs, Strategy, Target
 
@@ -64,15 +67,30 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def interrupted(written: list[Path]) -> None:
+    """Ctrl-C: one line on stderr saying what was kept, and exit 130 (as a shell reports SIGINT)."""
+    kept = (f"{', '.join(map(str, written))} had been written in full; nothing else was changed" if written
+            else "nothing was changed")
+    typer.echo(f"frgb: interrupted: {kept}", err=True)
+    raise typer.Exit(code=130)
+
+
 def command(*args, **kwargs):
-    """`app.command`, with a FrgbError raised anywhere in the command reported by `fail`."""
+    """`app.command`, with a FrgbError raised anywhere in the command reported by `fail`, and
+    Ctrl-C by `interrupted` (frgb.artifacts records in WRITTEN every file the command replaced)."""
     def register(function):
         @functools.wraps(function)
         def run(*a, **k):
+            written: list[Path] = []
+            token = WRITTEN.set(written)
             try:
                 return function(*a, **k)
             except FrgbError as e:
                 fail(str(e))
+            except KeyboardInterrupt:
+                interrupted(written)
+            finally:
+                WRITTEN.reset(token)
 
         return app.command(*args, **kwargs)(run)
 
@@ -165,12 +183,18 @@ def _default_corpus() -> Path:
     return SHIPPED_CORPUS
 
 
+def _num(value, spec: str) -> str:
+    """A figure for the terminal: "n/a" where it is undefined (None or NaN)."""
+    return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
+
+
 def _fmt(m: dict) -> str:
-    return f"PLCC {m['plcc']:.4f}  SROCC {m['srocc']:.4f}  RMSE {m['rmse']:.3f}"
+    return f"PLCC {_num(m['plcc'], '.4f')}  SROCC {_num(m['srocc'], '.4f')}  RMSE {_num(m['rmse'], '.3f')}"
 
 
 def _print_json(data) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    """One JSON object, its figures written as in sidecars (finite or null: always valid JSON)."""
+    typer.echo(json.dumps(as_written(data), indent=2, sort_keys=True, default=str, allow_nan=False))
 
 
 PRIOR_HELP = ("Teacher prior: auto (the corpus's vmaf_model), vmaf_v0.6.1, vmaf_4k_v0.6.1, a model JSON path, "
@@ -337,6 +361,10 @@ def evaluate(
         if model is not None:
             fail("--intervals fits and measures interval models leave-one-source-out; to score an interval "
                  "graph, give only MODEL")
+        if report is not None:
+            from frgb.outputs import check_output_file
+
+            check_output_file(report, "--report", {"the corpus": corpus or _default_corpus()})
         return _eval_intervals(corpus, _fit_options(prior, codec_blind, monotone, seed), intervals, report, as_json,
                                command_line(ctx))
     if loso:
@@ -361,7 +389,7 @@ def evaluate(
         if plcc:
             _echo_vectors(result["codec_vectors"])
     if min_plcc is not None and not result["plcc"] >= min_plcc:
-        typer.echo(f"frgb: PLCC {result['plcc']:.4f} is below the gate {min_plcc}", err=True)
+        typer.echo(f"frgb: PLCC {_num(result['plcc'], '.4f')} is below the gate {min_plcc}", err=True)
         raise typer.Exit(code=1)
 
 
@@ -369,8 +397,10 @@ def _eval_loso(corpus: Optional[Path], options, baseline: bool, mlp_max_iter: Op
     from frgb.baseline import MAX_ITER
     from frgb.comparison import loso, loso_text
     from frgb.loading import load_corpus
+    from frgb.training import check_trainable
 
     rows = load_corpus(corpus or _default_corpus())
+    check_trainable(rows)
     with progress_bar("leave-one-source-out") as bar:
         result = loso(rows, options, baseline, mlp_max_iter or MAX_ITER, fold_progress(bar))
     if as_json:
@@ -447,12 +477,14 @@ def _eval_intervals(corpus: Optional[Path], options, levels: list[float], report
                     as_json: bool, command: str) -> None:
     """frgb eval --intervals: leave-one-source-out coverage of interval models at each level."""
     from frgb.artifacts import atomic_write
-    from frgb.intervals import evaluate_loso
+    from frgb.intervals import check_level, evaluate_loso
     from frgb.loading import load_corpus
     from frgb.report.markdown import intervals_markdown
-    from frgb.training import choose_prior
+    from frgb.training import check_trainable, choose_prior
 
+    levels = [check_level(level) for level in levels]
     rows = load_corpus(corpus or _default_corpus())
+    check_trainable(rows, True, tuple(levels))
     with progress_bar("leave-one-source-out") as bar:
         result = evaluate_loso(rows, options, choose_prior(rows, options.prior).model, levels,
                                on_fold=fold_progress(bar, repeats=len(levels)))
@@ -484,9 +516,13 @@ def predict(
     from frgb.artifacts import atomic_write
     from frgb.evaluation import OnnxModel
     from frgb.loading import load_corpus
+    from frgb.outputs import check_output_file, model_files
 
+    if out is not None:
+        check_output_file(out, "-o", {"the corpus": corpus, **model_files(model)})
+    graph = OnnxModel(model)
     rows = load_corpus(corpus, require_target=False)
-    text = "".join(json.dumps(record) + "\n" for record in OnnxModel(model).prediction_records(rows))
+    text = "".join(json.dumps(record, allow_nan=False) + "\n" for record in graph.prediction_records(rows))
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -556,11 +592,15 @@ def tune(
     prior alone. This is how frgb's defaults (frgb/model.py DEFAULT_TREES) were chosen."""
     from frgb.artifacts import atomic_write
     from frgb.loading import load_corpus
+    from frgb.outputs import check_output_file
     from frgb.report.markdown import tuning_markdown
-    from frgb.training import FitOptions, choose_prior
+    from frgb.training import FitOptions, check_trainable, choose_prior
     from frgb.tuning import tune as run_tune
 
+    if report is not None:
+        check_output_file(report, "--report", {"the corpus": corpus or _default_corpus()})
     rows = load_corpus(corpus or _default_corpus())
+    check_trainable(rows)
     options = FitOptions(prior=prior, seed=seed)
     chosen = choose_prior(rows, prior).model
 

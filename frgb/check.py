@@ -14,6 +14,7 @@ its own (`foreign_domains`): a graph can pass the loader and still fail it.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,9 +27,13 @@ from onnx.external_data_helper import uses_external_data
 
 from frgb.contract import INTERVAL_OUTPUTS, LAYOUTS, N_FEATURES, OPSET, OUTPUT_SCORE, Layout, layout_for_width
 from frgb.errors import FrgbError
+from frgb.files import MAX_ONNX_BYTES, read_bytes, read_text
 from frgb.targets import Inputs
 
 BATCHES = (1, 7, 1000)
+
+#: An op type name as ONNX spells them (an allowlist holds one per line; # starts a comment line).
+_OP_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: libvmaf's loader refuses a model file larger than this (model_loader.h: 50 MB = 50 MiB).
 LIBVMAF_MAX_BYTES = 50 * 1024 * 1024
 
@@ -67,14 +72,23 @@ class CheckReport:
 
 
 def read_allowlist(path: Path | None = None) -> set[str]:
+    """The op types of an allowlist file (the shipped one by default), or an error naming the file
+    and the line that is not one."""
     if path is None:
         text = resources.files("frgb").joinpath("libvmaf_op_allowlist.txt").read_text()
     else:
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise FrgbError(f"{path}: cannot read allowlist ({e.strerror})") from None
-    return {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
+        text = read_text(path, "a libvmaf op allowlist")
+    ops = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if not _OP_TYPE.fullmatch(line.strip()):
+            raise FrgbError(f"{path}:{number}: {line.strip()[:40]!r} is not an op type name; an allowlist holds "
+                            "one per line")
+        ops.add(line.strip())
+    if not ops:
+        raise FrgbError(f"{path}: the allowlist names no op type")
+    return ops
 
 
 def _nodes(graph: onnx.GraphProto):
@@ -205,28 +219,38 @@ def _loader_verdict(model: onnx.ModelProto, size: int, allowed: set[str], report
     report.foreign_domains = dict(sorted(foreign.items()))
 
 
+def _onnx_model(path: Path, data: bytes) -> onnx.ModelProto:
+    """The parsed model, or an error: what is not an ONNX model is neither checked nor loadable."""
+    try:
+        model = onnx.load_from_string(data)
+    except Exception:  # protobuf's DecodeError and others
+        raise FrgbError(f"{path}: not a valid ONNX model (its bytes do not parse as an ONNX protobuf)") from None
+    external = {info.value for tensor in model.graph.initializer if uses_external_data(tensor)
+                for info in tensor.external_data if info.key == "location"}
+    try:  # with weights in external data, the checker reads them beside the file (missing ones: `_external_data`)
+        if not external:
+            onnx.checker.check_model(model)
+        elif all((path.parent / location).is_file() for location in external):
+            onnx.checker.check_model(str(path))
+    except Exception as e:  # onnx's ValidationError and others
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FrgbError(f"{path}: not a valid ONNX model ({reason[:200]})") from None
+    if not model.graph.node:
+        raise FrgbError(f"{path}: not a valid ONNX model (its graph has no nodes)")
+    return model
+
+
 def check_model(path: str | Path, allowlist: Path | None = None) -> CheckReport:
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        model = onnx.load(str(path), load_external_data=False)
-    except OSError as e:
-        raise FrgbError(f"{path}: cannot read ({e.strerror})") from None
-    except Exception as e:  # onnx raises DecodeError, ...
-        report = CheckReport(str(path))
-        report.contract_problems.append(f"not a valid ONNX model: {str(e).splitlines()[0]}")
-        return report
+    data = read_bytes(path, "an ONNX model", MAX_ONNX_BYTES)
+    allowed = read_allowlist(allowlist)
+    model = _onnx_model(path, data)
     report = CheckReport(str(path))
-    try:
-        onnx.checker.check_model(str(path))
-    except Exception as e:  # onnx raises ValidationError, ...
-        report.contract_problems.append(f"not a valid ONNX model: {str(e).splitlines()[0]}")
-        return report
     found = input_layout(model)
     if found is not None:
         report.layout, report.inputs = found[0].name, found[1].value
     report.external_data_bytes = _external_data(model, path.parent, report.contract_problems)
     _check_io(model, report.contract_problems, found)
     _check_runs(path, report.contract_problems, [] if found is None else found[0].input_specs(found[1]))
-    _loader_verdict(model, size, read_allowlist(allowlist), report)
+    _loader_verdict(model, len(data), allowed, report)
     return report

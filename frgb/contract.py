@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from frgb.errors import FrgbError
-from frgb.targets import Inputs
+from frgb.targets import INTERVAL_SUFFIX, Inputs, Target
 
 #: The six canonical libvmaf features, in the graph's column order (load-bearing).
 FEATURES: tuple[str, ...] = (
@@ -31,6 +31,40 @@ DEFAULT_PRIOR = "vmaf_v0.6.1"
 
 #: Number of feature columns (the `features` input's width).
 N_FEATURES = len(FEATURES)
+
+#: Enhancement gain limit of libvmaf's ADM and VIF extractors (`adm_enhn_gain_limit`,
+#: `vif_enhn_gain_limit`): their default and also the largest value libvmaf accepts.
+ENHANCEMENT_GAIN_LIMIT = 100.0
+
+FEATURE_MAX: dict[str, float] = {
+    "adm2": ENHANCEMENT_GAIN_LIMIT,
+    **{f"vif_scale{k}": 14.0 for k in range(4)},
+    "motion2": 256.0,
+}
+"""The largest value libvmaf can give each feature (per frame, so also as a mean over frames).
+
+A corpus row above one of these did not come from libvmaf: the loader drops and counts it
+("feature above what libvmaf can produce"), as it drops negative features. Each bound follows
+from how libvmaf computes the feature (libvmaf/src/feature/integer_adm.c, integer_vif.c,
+integer_motion.c), with room to spare; none is a statistic of any corpus (the shipped one
+reaches adm2 1.09, vif_scale1 1.12, motion2 30.9).
+
+- adm2 <= 100: the ratio of the detail restored in the distorted frame to the reference's
+  (contrast-sensitivity weighted, masked, Minkowski pooled). A restored coefficient is at most
+  the reference's times the enhancement gain limit (it exceeds 1 only for sharpened content),
+  so the ratio is at most that limit, 100.
+- vif_scale0..3 <= 14: per scale, a ratio of sums over pixels of
+  log2(1 + g^2 s1 / (sv + sn)) to log2(1 + s1 / sn) where s1 >= sn (below that a pixel adds at
+  most 1 to the numerator and exactly 1 to the denominator) and the gain g is at most 100. The
+  per-pixel ratio is largest at s1 = sn, sv = 0: log2(1 + 100^2) = 13.29, and a ratio of sums is
+  never above its largest term; 14 leaves room for libvmaf's fixed-point logarithms.
+- motion2 <= 256: the mean absolute difference of blurred luma between frames, on the 8-bit
+  scale at every bit depth (the blurred planes hold the value times 256 in 16 bits and the sum of
+  differences is divided by 256 per pixel), so at most 65535 / 256 < 256.
+
+Every bound is far below float32's largest value (3.4e38): a kept row is finite as the graph's
+float32 input, and the features the model trains on keep their precision.
+"""
 
 #: The closed, ordered encoder vocabulary; its indices are the one-hot slots 0..5.
 ENCODER_VOCAB: tuple[str, ...] = (
@@ -158,6 +192,11 @@ class Layout:
         block = [0.0] * self.codec_width
         block[self.unknown_slot], block[-2], block[-1] = 1.0, CODEC_BLIND[-2], CODEC_BLIND[-1]
         return tuple(block)
+
+    def file_stem(self, name: str, target: Target, inputs: Inputs, interval: bool = False) -> str:
+        """`<id><layout><target><inputs>[_interval]`: frgb.onnx for the card's two-input onnxml
+        graph, frgb_fork_v2_libvmaf_single_interval.onnx for the most decorated one."""
+        return name + self.file_suffix + Target(target).suffix + Inputs(inputs).suffix + (INTERVAL_SUFFIX * interval)
 
     def input_specs(self, inputs: Inputs) -> list[tuple[str, int]]:
         """(name, width) of each graph input: features and codec, or the two concatenated in one

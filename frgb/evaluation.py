@@ -4,18 +4,20 @@ records `frgb predict` writes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from frgb.contract import (
-    INTERVAL_OUTPUTS, N_FEATURES, Layout, codec_blind_block, codec_blocks, layout_for_vocab, layout_for_width,
+    ENCODER_VOCAB, INTERVAL_OUTPUTS, N_FEATURES, OUTPUT_SCORE, Layout, codec_blind_block, codec_blocks,
+    layout_for_vocab, layout_for_width,
 )
 from frgb.errors import FrgbError
+from frgb.files import is_finite_number, read_json
 from frgb.loading import Corpus
 from frgb.metrics import by_group, interval_figures, interval_summary, scores
+from frgb.targets import Inputs
 from frgb.vectors import vector_figures
 
 
@@ -29,12 +31,8 @@ class OnnxModel:
             raise FrgbError(f"{self.path}: no such model file")
         if not sidecar_path.is_file():
             raise FrgbError(f"{self.path}: no sidecar {sidecar_path.name} next to it (it says how to scale inputs)")
-        try:
-            self.sidecar = json.loads(sidecar_path.read_text())
-            self.mean = np.asarray(self.sidecar["feature_mean"], dtype=np.float64)
-            self.std = np.asarray(self.sidecar["feature_std"], dtype=np.float64)
-        except (ValueError, KeyError) as e:
-            raise FrgbError(f"{sidecar_path}: not a model sidecar ({e})") from None
+        self.sidecar = read_json(sidecar_path, "a model sidecar")
+        self.mean, self.std = _sidecar_scaling(sidecar_path, self.sidecar)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         try:
@@ -45,6 +43,7 @@ class OnnxModel:
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.layout = self._layout()
         self.vocab = self.layout.encoder_vocab
+        _check_graph_io(self.path, self.session, self.layout)
 
     def _layout(self) -> Layout:
         """The codec layout: the sidecar's encoder_vocab, else the one of the graph's codec width."""
@@ -62,14 +61,21 @@ class OnnxModel:
         return self.output_names == INTERVAL_OUTPUTS
 
     def run_all(self, features: np.ndarray, codec: np.ndarray) -> list[np.ndarray]:
-        """Every output of the graph as float64 (N,)."""
+        """Every output of the graph as float64 (N,): one value per row, or an error."""
         scaled = ((features - self.mean) / self.std).astype(np.float32)
         codec = np.asarray(codec, dtype=np.float32)
         if len(self.input_names) == 1:  # one input: features then codec
             feeds = {self.input_names[0]: np.hstack([scaled, codec])}
         else:
             feeds = dict(zip(self.input_names, (scaled, codec)))
-        out = self.session.run(None, feeds)
+        try:
+            out = self.session.run(None, feeds)
+        except Exception as e:  # onnxruntime's own exception types
+            raise FrgbError(f"{self.path}: onnxruntime cannot run it: {str(e).splitlines()[0]}") from None
+        for name, value in zip(self.output_names, out):
+            if np.shape(value) not in ((len(features),), (len(features), 1)):
+                raise FrgbError(f"{self.path}: output {name} has shape {np.shape(value)} for {len(features)} rows; "
+                                f"the contract's outputs are one value per row, (N,)")
         return [np.asarray(o, dtype=np.float64).reshape(-1) for o in out]
 
     def run(self, features: np.ndarray, codec: np.ndarray) -> np.ndarray:
@@ -119,10 +125,60 @@ class OnnxModel:
         records = []
         for i in np.argsort(corpus.line, kind="stable"):
             record = {"line": int(corpus.line[i]), "src": corpus.source[i], "encoder": corpus.encoder[i],
-                      "preset": corpus.preset[i], "crf": float(corpus.crf[i]), "predicted_vmaf": float(outputs[0][i])}
+                      "preset": corpus.preset[i], "crf": float(corpus.crf[i]), "predicted_vmaf": _finite(outputs[0][i])}
             if self.has_intervals:
-                record["lower"], record["upper"] = float(outputs[1][i]), float(outputs[2][i])
+                record["lower"], record["upper"] = _finite(outputs[1][i]), _finite(outputs[2][i])
             if np.isfinite(corpus.target[i]):
                 record["vmaf_score"] = float(corpus.target[i])
             records.append(record)
         return records
+
+
+def _finite(value) -> float | None:
+    """A prediction as written: a float, or null where the graph gave NaN or infinity."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _sidecar_scaling(path: Path, sidecar) -> tuple[np.ndarray, np.ndarray]:
+    """feature_mean and feature_std of a sidecar, checked (an error names the problem), and its
+    encoder_vocab (if it has one) checked too."""
+    if not isinstance(sidecar, dict):
+        raise FrgbError(f"{path}: not a model sidecar (a JSON object with feature_mean and feature_std)")
+    for key in ("feature_mean", "feature_std"):
+        value = sidecar.get(key)
+        if not (isinstance(value, list) and len(value) == N_FEATURES and all(map(is_finite_number, value))):
+            raise FrgbError(f"{path}: not a model sidecar: {key} must be {N_FEATURES} finite numbers, "
+                            f"got {value!r:.60}")
+    std = np.asarray(sidecar["feature_std"], dtype=np.float64)
+    if not np.all(std > 0):
+        raise FrgbError(f"{path}: not a model sidecar: feature_std must be positive, got {std.tolist()}")
+    vocab = sidecar.get("encoder_vocab", list(ENCODER_VOCAB))  # the layout comes from it (OnnxModel._layout)
+    if not (isinstance(vocab, list) and all(isinstance(v, str) and v for v in vocab) and len(set(vocab)) == len(vocab)
+            and "unknown" in vocab):
+        raise FrgbError(f"{path}: not a model sidecar: encoder_vocab must be distinct encoder names including "
+                        f"'unknown', got {vocab!r:.60}")
+    return np.asarray(sidecar["feature_mean"], dtype=np.float64), std
+
+
+def _check_graph_io(path: Path, session: ort.InferenceSession, layout: Layout) -> None:
+    """The graph takes float32 inputs of `layout` (features (N, 6) and codec (N, codec width), or
+    one input of both) and gives `score` (or score, lower, upper), or an error saying how it differs."""
+    inputs = session.get_inputs()
+    specs = layout.input_specs(Inputs.ONE if len(inputs) == 1 else Inputs.TWO)
+
+    def fits(value, width: int) -> bool:  # float32 (N, width); a symbolic width is taken as given
+        shape = value.shape
+        return (value.type == "tensor(float)" and len(shape) == 2
+                and (shape[1] == width or not isinstance(shape[1], int)))
+
+    if [i.name for i in inputs] != [name for name, _ in specs] or not all(
+            fits(value, width) for value, (_, width) in zip(inputs, specs)):
+        found = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
+        wanted = " and ".join(f"{name} float32 (N, {width})" for name, width in specs)
+        what = "6 features, then the sidecar's encoder_vocab + 2" if len(specs) == 1 else "the sidecar's encoder_vocab + 2"
+        raise FrgbError(f"{path}: inputs are {found}; the contract's are {wanted} ({what})")
+    outputs = tuple(o.name for o in session.get_outputs())
+    if outputs not in ((OUTPUT_SCORE,), INTERVAL_OUTPUTS):
+        raise FrgbError(f"{path}: outputs are {list(outputs)}; the contract's are ['{OUTPUT_SCORE}'] "
+                        f"(or {list(INTERVAL_OUTPUTS)} for an interval graph)")

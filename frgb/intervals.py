@@ -48,7 +48,7 @@ from frgb.loading import Corpus, design_matrix
 from frgb.metrics import by_group, interval_figures, interval_summary, scores
 from frgb.model import FrgbRegressor, check_inputs
 from frgb.teacher import DEFAULT_PRIOR
-from frgb.training import FitOptions
+from frgb.training import FitOptions, calibration_rows_needed
 
 #: Recorded in the sidecar as the interval method.
 METHOD = "conformalized quantile regression (LightGBM quantile trees on the teacher residual), " \
@@ -73,7 +73,7 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     k = math.ceil((n + 1) * level - 1e-9)
     if k > n:
         raise FrgbError(f"{n} calibration rows cannot calibrate a {level:g} interval "
-                        f"(at least {math.ceil(level / (1 - level) - 1e-9)} are needed): lower the level or add rows")
+                        f"(at least {calibration_rows_needed(level)} are needed): lower the level or add rows")
     return float(np.sort(scores)[k - 1])
 
 

@@ -15,6 +15,9 @@ import hashlib
 import io
 import json
 import math
+import os
+import re
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +26,17 @@ from typing import Iterator
 import numpy as np
 import polars as pl
 
-from frgb.contract import CARD, FEATURES, Layout, codec_blocks
+from frgb.contract import CARD, FEATURE_MAX, FEATURES, Layout, codec_blocks
 from frgb.errors import FrgbError
+from frgb.files import size_text
 
 BLOCK_BYTES = 16 << 20
+#: Longest line read (a valid row with a 100 MB field frgb does not read takes about 1 GB of
+#: memory to parse; a line with no newline in sight is an error, not unbounded memory).
+MAX_LINE_BYTES = 256 << 20
+#: Most bytes read from a source that is not a regular file (a pipe, a device such as
+#: /dev/zero): such a source may never end. A regular file has a size and is read whole.
+MAX_STREAM_BYTES = 4 << 30
 #: The corpus shipped in the repository (see reports/corpus.md), used when no --corpus is given.
 SHIPPED_CORPUS = Path(__file__).resolve().parent.parent / "data" / "corpus.jsonl"
 
@@ -50,11 +60,16 @@ SCHEMA = pl.Schema(
 )
 
 # Drop reasons, in the order they are checked (a row is counted once, under the first).
+#: A key frgb reads given twice in one object (at the top level or in per_frame_features): JSON
+#: parsers disagree on which value counts (Polars keeps the first, Python's json the last).
+DUPLICATE_KEY = "key given twice in one object"
 FAILED = "failed encode (exit_status != 0)"
 NO_TARGET = "vmaf_score missing or not finite"
 BAD_TARGET = "vmaf_score outside [0, 100]"
 NO_FEATURE = "feature missing or not finite"
 NEG_FEATURE = "feature negative"
+#: Above frgb.contract.FEATURE_MAX, which states libvmaf's bounds and why.
+BIG_FEATURE = "feature above what libvmaf can produce"
 DUPLICATE = "duplicate row"
 TRUNCATED = "truncated final line"
 
@@ -120,21 +135,39 @@ def _blocks(path: Path) -> Iterator[tuple[bytes, int, bool]]:
 
 def _read_blocks(path: Path) -> Iterator[tuple[bytes, int, bool]]:
     with path.open("rb") as f:
-        carry, first = b"", 1
+        endless = not stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+        carry, first, total = b"", 1, 0
         while True:
             chunk = f.read(BLOCK_BYTES)
+            total += len(chunk)
             data = carry + chunk
+            _check_text(path, data, first, len(carry))
             if not chunk:
                 if data:
                     yield data, first, True
                 return
+            if endless and total > MAX_STREAM_BYTES:
+                raise FrgbError(f"{path}: not a regular file, and more than {size_text(MAX_STREAM_BYTES)} read without "
+                                "an end; save the corpus to a file")
             cut = data.rfind(b"\n") + 1
-            if cut == 0:  # one line longer than a block: keep reading
+            if cut == 0:  # one line longer than a block: keep reading, up to a limit
+                if len(data) > MAX_LINE_BYTES:
+                    raise FrgbError(f"{_where(path, first)}: a line longer than {size_text(MAX_LINE_BYTES)} "
+                                    "(no newline in sight); a corpus row is far shorter")
                 carry = data
                 continue
             yield data[:cut], first, False
             first += data.count(b"\n", 0, cut)
             carry = data[cut:]
+
+
+def _check_text(path: Path, data: bytes, first: int, start: int) -> None:
+    """A NUL byte in the new part of `data` (from `start`) is an error: no text file holds one
+    (a binary file, /dev/zero, or a file whose end a crash filled with zeros)."""
+    nul = data.find(b"\0", start)
+    if nul >= 0:
+        line = first + data.count(b"\n", 0, nul)
+        raise FrgbError(f"{_where(path, line)}: NUL byte: not a text file")
 
 
 def _where(path: Path, line: int) -> str:
@@ -158,26 +191,85 @@ def _finite_or_none(value):
     return value
 
 
-def _parse_block(path: Path, lines: list[bytes], numbers: list[int]) -> pl.DataFrame:
+def _parse_block(path: Path, lines: list[bytes], numbers: list[int]) -> tuple[pl.DataFrame, int]:
+    """The rows of `lines` (+ `line`), without those that give a key frgb reads twice, and how
+    many those were."""
     body = b"\n".join(lines)
     try:
         frame = pl.read_ndjson(io.BytesIO(body), schema=SCHEMA, ignore_errors=True)
+        twice = _given_twice(path, lines, numbers, body, frame)
     except pl.exceptions.PolarsError:
         # Re-read line by line: Python's json takes NaN/Infinity and names the broken line.
         # Only the schema's keys are kept, so a key frgb does not read cannot stop the row.
-        clean = []
-        for text, n in zip(lines, numbers):
-            try:
-                row = json.loads(text)
-            except ValueError as e:
-                raise FrgbError(f"{_where(path, n)}: malformed JSON ({e.msg} at column {e.colno})") from None
-            except RecursionError:
-                raise FrgbError(f"{_where(path, n)}: JSON nested too deeply to read") from None
+        clean, twice = [], np.zeros(len(lines), dtype=bool)
+        for i, (text, n) in enumerate(zip(lines, numbers)):
+            row = _json_object(path, text, n)
+            twice[i] = _gives_a_read_key_twice(row)
             clean.append(json.dumps(_finite_or_none({k: v for k, v in row.items() if k in SCHEMA})).encode())
         frame = pl.read_ndjson(io.BytesIO(b"\n".join(clean)), schema=SCHEMA, ignore_errors=True)
     if frame.height != len(lines):
         raise FrgbError(f"{path}: parsed {frame.height} rows from {len(lines)} lines near line {numbers[0]}")
-    return frame.with_columns(pl.Series("line", numbers, dtype=pl.Int64))
+    frame = frame.with_columns(pl.Series("line", numbers, dtype=pl.Int64))
+    return (frame.filter(pl.Series(~twice)) if twice.any() else frame), int(twice.sum())
+
+
+#: The keys frgb reads: those of the schema's top level, and those inside per_frame_features.
+_NESTED_KEYS = frozenset(SCHEMA["per_frame_features"].to_schema())
+_KEY_LITERALS = sorted({f'"{k}"' for k in (*SCHEMA, *_NESTED_KEYS)})
+#: A JSON escape of a character that a key frgb reads can hold (0-9, _, a-z): the only way to
+#: write one of those keys without its plain literal.
+_KEY_ESCAPE = r"\\u00(?:3[0-9]|5[fF]|6[1-9a-fA-F]|7[0-9aA])"
+
+
+class _JsonObject(dict):
+    """A JSON object (last value of a key wins, as in json.loads) that knows which keys it was
+    given more than once."""
+
+    twice: frozenset = frozenset()
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, object]]) -> "_JsonObject":
+        obj = cls(pairs)
+        if len(obj) < len(pairs):
+            obj.twice = frozenset(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        return obj
+
+
+def _json_object(path: Path, text: bytes, n: int) -> "_JsonObject":
+    """Line `n` parsed by Python's json (NaN and Infinity allowed), or the error naming it."""
+    try:
+        return json.loads(text, object_pairs_hook=_JsonObject.of)
+    except ValueError as e:
+        raise FrgbError(f"{_where(path, n)}: malformed JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise FrgbError(f"{_where(path, n)}: JSON nested too deeply to read") from None
+
+
+def _gives_a_read_key_twice(row: _JsonObject) -> bool:
+    """Whether a parsed row gives a key frgb reads twice, at its top level or in per_frame_features."""
+    nested = row.get("per_frame_features")
+    return bool(row.twice & SCHEMA.keys()) or (isinstance(nested, _JsonObject) and bool(nested.twice & _NESTED_KEYS))
+
+
+def _given_twice(path: Path, lines: list[bytes], numbers: list[int], body: bytes, frame: pl.DataFrame) -> np.ndarray:
+    """Which lines give a key frgb reads twice in one object (Polars read the first value).
+
+    A cheap test clears almost every line: each key that Polars read a value for has its literal
+    `"key"` in the line, so a line holding no more literals of keys frgb reads than Polars read
+    values, and no escaped key character, gives no such key twice. The few other lines (explicit
+    nulls, values of the wrong type, a key's name used as a value) are parsed with json."""
+    present = frame.select(pl.sum_horizontal(
+        *(pl.col(k).is_not_null() for k in SCHEMA),
+        *(pl.col("per_frame_features").struct.field(k).is_not_null() for k in _NESTED_KEYS),
+    )).to_series().to_numpy()
+    text = pl.Series(lines, dtype=pl.Binary).cast(pl.String)
+    suspect = text.str.find_many(_KEY_LITERALS).list.len().to_numpy() > present
+    if b"\\" in body:  # a one-byte search: JSON text rarely holds a backslash, and never without an escape
+        suspect |= text.str.contains(_KEY_ESCAPE).to_numpy()
+    twice = np.zeros(len(lines), dtype=bool)
+    for i in np.flatnonzero(suspect):
+        twice[i] = _gives_a_read_key_twice(_json_object(path, lines[i], numbers[i]))
+    return twice
 
 
 def corpus_files(path: str | Path) -> list[Path]:
@@ -257,8 +349,13 @@ def _read_file(path: Path) -> tuple[pl.DataFrame, int, Counter, str]:
             lines.append(text)
             numbers.append(n)
         if lines:
-            frames.append(_parse_block(path, lines, numbers))
+            frame, twice = _parse_block(path, lines, numbers)
+            frames.append(frame)
+            if twice:
+                dropped[DUPLICATE_KEY] += twice
     if not frames:
+        if dropped[TRUNCATED]:
+            raise FrgbError(f"{path}: no rows (its only line is truncated: no newline at its end, and not valid JSON)")
         raise FrgbError(f"{path}: no rows (the file is empty)")
     return pl.concat(frames), total, dropped, digest.hexdigest()
 
@@ -303,6 +400,7 @@ def load_corpus(path: str | Path, require_target: bool = True) -> Corpus:
             .when(pl.lit(require_target) & ~pl.col("vmaf_score").is_between(0, 100)).then(pl.lit(BAD_TARGET))
             .when(~pl.all_horizontal(pl.col(f).is_finite().fill_null(False) for f in FEATURES)).then(pl.lit(NO_FEATURE))
             .when(pl.any_horizontal(pl.col(f) < 0 for f in FEATURES)).then(pl.lit(NEG_FEATURE))
+            .when(pl.any_horizontal(pl.col(f) > FEATURE_MAX[f] for f in FEATURES)).then(pl.lit(BIG_FEATURE))
             .otherwise(pl.lit("")).alias("problem")
         )
         .select("line", "group", "source", "encoder", "preset", "crf", "vmaf_model", "vmaf_score", *FEATURES, "problem")

@@ -9,16 +9,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from frgb.artifacts import read_registry_document, sha256_bytes
+from frgb.artifacts import REGISTRY, registry_document, sha256_bytes
 from frgb.contract import layout_named
 from frgb.cv import OnFold, out_of_fold, summarise
-from frgb.export.package import export, export_intervals, file_stem
+from frgb.errors import FrgbError
+from frgb.export.package import read_input_scaler, stage, stage_intervals, write_exports
 from frgb.intervals import check_level, fit_intervals, interval_report
 from frgb.loading import SHIPPED_CORPUS, design_matrix, in_layout, load_corpus
 from frgb.metrics import scores
-from frgb.registry import check_id, signature_notices
+from frgb.outputs import fit_outputs
+from frgb.registry import signature_notices
 from frgb.targets import Inputs, Strategy, Target
-from frgb.training import FitOptions, choose_prior, fit_model
+from frgb.teacher import BUILTIN_MODELS, VmafTeacher
+from frgb.training import FitOptions, check_trainable, choose_prior, fit_model
 
 
 def _display_path(path: Path) -> str:
@@ -44,6 +47,15 @@ class FitReport:
     notices: list[str] = field(default_factory=list)  # one line each: what the write changed beyond the models
 
 
+def _choices(targets, strategy) -> tuple[list[Target], Strategy]:
+    """The export targets and the libvmaf strategy as enums, or a one-line error (before any work)."""
+    try:
+        return list(dict.fromkeys(Target(t) for t in targets)), Strategy(strategy)
+    except ValueError as e:
+        raise FrgbError(f"{e}; targets: {', '.join(t.value for t in Target)}, "
+                        f"strategies: {', '.join(s.value for s in Strategy)}") from None
+
+
 def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets: list[Target],
           input_scaler: Path | None = None, cv: bool = True, strategy: Strategy = Strategy.AUTO,
           argv: list[str] | None = None, on_fold: OnFold | None = None,
@@ -53,20 +65,24 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
 
     With `intervals` (a level in (0, 1)), also fit the interval model around the same point model
     (frgb.intervals) and export its graph for every target. The codec layout is `options.layout`;
-    each target is exported for every kind of `inputs` (default: two inputs). An existing
-    registry in `out` that cannot be read stops the fit before anything is trained."""
-    targets = [Target(t) for t in targets]
-    kinds = [Inputs(i) for i in (inputs or [Inputs.TWO])]
+    each target is exported for every kind of `inputs` (default: two inputs). Everything that can
+    be checked is checked before fitting (options, output names, the files read, the corpus);
+    every file is written at the end, as one replacement of the previous set."""
+    targets, strategy = _choices(targets, strategy)
+    kinds = list(dict.fromkeys(Inputs(i) for i in (inputs or [Inputs.TWO])))
     layout = layout_named(options.layout)
     if intervals is not None:
         check_level(intervals)
-    for interval in [False] + ([True] if intervals is not None else []):
-        for target in targets:
-            for kind in kinds:
-                check_id(file_stem(name, layout, target, kind, interval))
-    registry_before = read_registry_document(out)
+    prior_file = Path(options.prior) if options.prior not in ("auto", "none", *BUILTIN_MODELS) else None
+    fit_outputs(out, name, layout, targets, kinds, intervals is not None,
+                {"the corpus": Path(corpus_path), "the VMAF model file": prior_file})
+    registry_before = registry_document(Path(out) / REGISTRY)
+    scaling = read_input_scaler(input_scaler) if input_scaler else ()
     corpus = in_layout(load_corpus(corpus_path), layout)
+    check_trainable(corpus, cv, () if intervals is None else (intervals,))
     choice = choose_prior(corpus, options.prior)
+    if choice.model:
+        VmafTeacher(model=choice.model).fit()  # a broken model file is an error before the fit
     started = time.perf_counter()
     interval = fit_intervals(corpus, options, choice.model, intervals) if intervals is not None else None
     model = interval.point_ if interval else fit_model(corpus, options, choice.model)
@@ -101,14 +117,14 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
         "options": asdict(options),
         "prior": choice.model,
     }
-    exports = [export(model, corpus, out, name, target, training, provenance, input_scaler, strategy, kind, license)
-               for target in targets for kind in kinds]
+    staged = [stage(model, corpus, name, target, training, provenance, scaling, strategy, kind, license)
+              for target in targets for kind in kinds]
     if interval:
-        exports += [export_intervals(interval, corpus, out, name, target, training, provenance, input_scaler,
-                                     strategy, kind, license)
-                    for target in targets for kind in kinds]
-    notices = signature_notices(registry_before,
-                                {e.onnx_path.stem: sha256_bytes(e.onnx_path.read_bytes()) for e in exports})
+        staged += [stage_intervals(interval, corpus, name, target, training, provenance, scaling, strategy, kind,
+                                   license)
+                   for target in targets for kind in kinds]
+    notices = signature_notices(registry_before, {s.name: sha256_bytes(s.onnx) for s in staged})
+    exports = write_exports(out, staged)
     return FitReport(
         corpus=str(corpus_path), rows_used=len(corpus), rows_dropped=corpus.dropped, prior=choice.model,
         rows_other_vmaf_model=choice.others, fit_seconds=seconds, in_sample=in_sample, cross_validated=cross,

@@ -18,7 +18,6 @@ they contain.
 
 from __future__ import annotations
 
-import json
 import re
 
 from frgb.errors import FrgbError
@@ -37,26 +36,25 @@ FRGB_FIELDS = ("id", "kind", "onnx", "sha256", "opset", "notes", "smoke", "licen
 NEW_ROW_FIELDS = ("license_url",)
 
 
-def parse_registry(text: str, where: str) -> dict:
-    """The registry document in `text`, or a one-line FrgbError saying why it cannot be used."""
-    expected = f"expected {{\"schema_version\": {SCHEMA_VERSION}, \"models\": [...]}}"
-    try:
-        document = json.loads(text, parse_constant=_refuse)
-    except (ValueError, RecursionError):
-        raise FrgbError(f"{where}: not a registry file (not JSON; {expected}); nothing was written") from None
+def registry_problem(document) -> str | None:
+    """Why `document` (parsed JSON) cannot be used as a registry, or None: an object with a list
+    `models` of objects, each with a unique non-empty string `id`, and `schema_version` 1 if given
+    (frgb's registries before the fork's schema had none)."""
     if not isinstance(document, dict) or not isinstance(document.get("models"), list):
-        raise FrgbError(f"{where}: not a registry file ({expected}); nothing was written")
-    if not all(isinstance(row, dict) for row in document["models"]):
-        raise FrgbError(f"{where}: not a registry file (every entry of models must be an object); nothing was written")
+        return 'expected {"models": [...]}'
     version = document.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION or isinstance(version, bool):
-        raise FrgbError(f"{where}: registry schema_version {version!r}, frgb writes version {SCHEMA_VERSION}; "
-                        "nothing was written")
-    return document
-
-
-def _refuse(constant: str):
-    raise ValueError(f"{constant} is not JSON")
+        return f"schema_version {version!r}; frgb reads and writes version {SCHEMA_VERSION}"
+    ids = set()
+    for i, row in enumerate(document["models"]):
+        if not isinstance(row, dict):
+            return f"models[{i}] is not an object"
+        if not isinstance(row.get("id"), str) or not row["id"]:
+            return f'models[{i}] has no "id" (a non-empty string)'
+        if row["id"] in ids:
+            return f'id {row["id"]!r} is listed twice'
+        ids.add(row["id"])
+    return None
 
 
 def check_id(model_id: str) -> str:

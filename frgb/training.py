@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from frgb.errors import FrgbError
 from frgb.loading import Corpus, design_matrix
@@ -58,3 +61,33 @@ def point_model(options: FitOptions, prior: str | None) -> FrgbRegressor:
 def fit_model(corpus: Corpus, options: FitOptions, prior: str | None) -> FrgbRegressor:
     """The point model of `options` fitted on every row of `corpus`."""
     return point_model(options, prior).fit(design_matrix(corpus), corpus.target)
+
+
+#: Fewest usable rows a fit takes: PLCC and SROCC, which every fit reports, need three.
+MIN_ROWS = 3
+
+
+def calibration_rows_needed(level: float) -> int:
+    """Fewest calibration rows for a split-conformal margin at `level`: ceil((n + 1) * level) <= n."""
+    return math.ceil(level / (1 - level) - 1e-9)
+
+
+def check_trainable(corpus: Corpus, cv: bool = True, levels: tuple[float, ...] = ()) -> None:
+    """The one-line error, before any fitting, for a corpus that cannot give what was asked: too
+    few rows to measure, a score that never changes, one source for leave-one-source-out (`cv`)
+    or for the interval calibration at `levels` (by source), too few rows to calibrate a level."""
+    n, sources = len(corpus), len(set(corpus.group.tolist()))
+    rows = f"{n} usable row{'' if n == 1 else 's'}" + (f" ({corpus.drop_summary()})" if corpus.dropped else "")
+    if n < MIN_ROWS:
+        raise FrgbError(f"{corpus.path}: {rows}; a fit needs at least {MIN_ROWS} (PLCC and SROCC need three)")
+    if np.ptp(corpus.target) == 0:
+        raise FrgbError(f"{corpus.path}: every usable row has vmaf_score {corpus.target[0]:g}: there is nothing to "
+                        "learn (PLCC and SROCC are undefined)")
+    for needed, what in ((cv, "leave-one-source-out (--no-cv fits without it)"),
+                         (bool(levels), "interval calibration, which is by source,")):
+        if needed and sources < 2:
+            raise FrgbError(f"{corpus.path}: {rows}, all of one source; {what} needs at least two sources")
+    for level in levels:
+        if n < calibration_rows_needed(level):
+            raise FrgbError(f"{corpus.path}: {rows} cannot calibrate a {level:g} interval (at least "
+                            f"{calibration_rows_needed(level)} are needed): lower the level or add rows")

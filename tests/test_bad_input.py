@@ -21,9 +21,10 @@ from frgb.contract import FEATURES
 from frgb.errors import FrgbError
 from frgb.export.package import export
 from frgb.loading import (
-    BAD_TARGET, DUPLICATE, FAILED, NEG_FEATURE, NO_FEATURE, NO_TARGET, TRUNCATED, load_corpus,
+    BAD_TARGET, BIG_FEATURE, DUPLICATE, DUPLICATE_KEY, FAILED, NEG_FEATURE, NO_FEATURE, NO_TARGET, TRUNCATED,
+    load_corpus,
 )
-from tests.helpers import historical, invoke
+from tests.helpers import historical, invoke, sha256
 
 NO_CRF = "crf missing or not a number"
 NOT_OBJECT = "{path}:{n}: not a JSON object; every line must be one JSON object"
@@ -97,6 +98,13 @@ ERRORS = [
           "{path}:{n}: malformed JSON (Expecting value at column 21)"),
     Error("JSON object nested 100,000 deep", lambda g: jsonl(g) + b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
           "{path}:{n}: JSON nested too deeply to read"),
+    Error("a file of NUL bytes", lambda g: b"\0" * 1000, "{path}:1: NUL byte: not a text file"),
+    Error("NUL bytes after good rows (a tail a crash filled with zeros)", lambda g: jsonl(g) + b"\0" * 64,
+          "{path}:{n}: NUL byte: not a text file"),
+    Error("/dev/zero (a device that never ends)", None, "{path}:1: NUL byte: not a text file",
+          path=lambda d: Path("/dev/zero")),
+    Error("a single torn line (no newline, not valid JSON)", lambda g: b'{"src": "a", "crf": 2',
+          "{path}: no rows (its only line is truncated: no newline at its end, and not valid JSON)"),
     Error("every row a failed encode", lambda g: jsonl([dict(r, exit_status=1) for r in g]),
           "{path}: no usable rows ({rows} failed encode (exit_status != 0))"),
     Error("every row unusable, for two reasons", lambda g: jsonl([dict(r, exit_status=1) for r in g[:2]] + [{"vmaf_score": 50}]),
@@ -125,17 +133,19 @@ COMMANDS = {
 }
 
 
-def files_under(folder: Path) -> list[Path]:
-    return sorted(folder.rglob("*"))
+def files_under(folder: Path) -> dict[str, str]:
+    """Every file and folder under `folder`, with each file's SHA-256: what "no file changed" compares."""
+    return {str(p): "folder" if p.is_dir() else sha256(p) for p in sorted(folder.rglob("*"))}
 
 
 def assert_fails_in_one_line(args: list, message: str, folder: Path) -> None:
-    """Exit 2, exactly `frgb: error: <message>` (so no traceback), and no file written in `folder`."""
+    """Exit 2, exactly `frgb: error: <message>` (so no traceback), and no file under `folder`
+    written, changed or removed."""
     before = files_under(folder)
     result = invoke(*args)
     assert result.exit_code == 2, result.output
     assert result.output.splitlines() == [f"frgb: error: {message}"]
-    assert files_under(folder) == before, "an output file was written although the command failed"
+    assert files_under(folder) == before, "a file was written or changed although the command failed"
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -164,9 +174,12 @@ class Drop:
     reason: str  # why `fit` and `eval` drop it
     predict: str | None = "same"  # why `predict` drops it (None: kept, it needs no vmaf_score)
     tail: Callable[[dict], bytes] | None = None  # raw bytes instead of a row (the last line)
+    text: Callable[[dict], bytes] | None = None  # the row as raw text (what json.dumps cannot write)
 
     def line(self, good_row: dict) -> bytes:
-        return self.tail(good_row) if self.tail else jsonl([self.row(good_row)])
+        if self.tail:
+            return self.tail(good_row)
+        return self.text(good_row) + b"\n" if self.text else jsonl([self.row(good_row)])
 
     def reason_for(self, require_target: bool) -> str | None:
         return self.reason if require_target or self.predict == "same" else self.predict
@@ -179,6 +192,18 @@ def _strings(row: dict) -> dict:
 def _nested(row: dict, value) -> dict:
     """A schema v1 row whose per_frame_features is `value`."""
     return dict(historical(row, "nested"), per_frame_features=value)
+
+
+def _twice(row: dict, key: str, second: str, nested: bool = False) -> bytes:
+    """The row as JSON text with `key` given again (as `second`, its raw text) right after its first
+    value: Polars would read the first value, Python's json the second."""
+    if nested:
+        row = historical(row, "nested")
+    text = json.dumps(row)
+    first = f'"{key.split(".")[-1]}": '
+    at = text.index(first) + len(first)
+    end = at + len(json.dumps(row["per_frame_features"]["adm2"] if nested else row[key]))
+    return (text[:end] + f", {second}" + text[end:]).encode()
 
 
 DROPS = [
@@ -210,6 +235,17 @@ DROPS = [
     Drop("{} (an empty object)", lambda r: {}, NO_TARGET, predict=NO_FEATURE),
     Drop("a key frgb does not read holds 10**400", lambda r: dict(r, foo=10**400, vmaf_score=None), NO_TARGET,
          predict=None),
+    Drop('a key frgb reads given twice ("adm2_mean": 0.97, ..., "adm2_mean": 5.0)', None, DUPLICATE_KEY,
+         text=lambda r: _twice(r, "adm2_mean", '"adm2_mean": 5.0')),
+    Drop("a key given twice inside per_frame_features", None, DUPLICATE_KEY,
+         text=lambda r: _twice(r, "per_frame_features.adm2", '"adm2": 0.1', nested=True)),
+    Drop('a key given twice, once spelled with an escape ("\\u0061dm2_mean")', None, DUPLICATE_KEY,
+         text=lambda r: _twice(r, "adm2_mean", '"\\u0061dm2_mean": 5.0')),
+    Drop('"adm2_mean": 100.5 (above libvmaf\'s 100)', lambda r: dict(r, adm2_mean=100.5), BIG_FEATURE),
+    Drop('"vif_scale2_mean": 14.5 (above libvmaf\'s 14)', lambda r: dict(r, vif_scale2_mean=14.5), BIG_FEATURE),
+    Drop('"motion2_mean": 256.5 (above libvmaf\'s 256)', lambda r: dict(r, motion2_mean=256.5), BIG_FEATURE),
+    Drop('"adm2_mean": 1e39 (beyond float32)', lambda r: dict(r, adm2_mean=1e39), BIG_FEATURE),
+    Drop('"vif_scale0_mean": 1e300', lambda r: dict(r, vif_scale0_mean=1e300), BIG_FEATURE),
 ]
 
 
@@ -253,6 +289,10 @@ KEPT = [
          lambda r: [1, 0, 0, 0, 0, 0, 6 / 9, r["crf"] / 63]),
     Kept('"crf": 60 with libx264 (clipped to 51)', lambda r: dict(r, encoder="libx264", preset="slow", crf=60),
          lambda r: [1, 0, 0, 0, 0, 0, 6 / 9, 51 / 63]),
+    Kept("features at libvmaf's bounds (adm2 100, vif_scale0..3 14, motion2 256)",
+         lambda r: dict(r, encoder="libx264", preset="slow", adm2_mean=100.0, motion2_mean=256.0,
+                        **{f"vif_scale{k}_mean": 14.0 for k in range(4)}),
+         lambda r: [1, 0, 0, 0, 0, 0, 6 / 9, r["crf"] / 63]),
 ]
 
 
@@ -339,3 +379,636 @@ def test_eval_and_predict_report_every_drop_by_reason(damaged, model, tmp_path):
     assert len(out.read_text().splitlines()) == lines - sum(drops.values())
     assert f"; {sum(drops.values())} rows dropped: " in result.stderr
     assert all(f"{n} {reason}" in result.stderr for reason, n in drops.items())
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 15: every command, every input file and every output path.
+
+
+def test_a_key_given_twice_is_dropped_on_both_parsing_paths_whatever_the_order_of_lines(good, tmp_path, monkeypatch):
+    """Polars keeps a duplicated key's first value and Python's json its last; which of them
+    reads a line depended on the other lines of its block (a NaN anywhere sends the whole block
+    to json). A key frgb reads given twice is now dropped on both, and the same lines in any
+    order and any blocking give the same corpus. A key frgb does not read may be given twice."""
+    import random
+
+    import frgb.loading
+
+    twice = _twice(good[0], "adm2_mean", '"adm2_mean": 5.0') + b"\n"
+    unread_twice = json.dumps(dict(good[1], crf=31.0))[:-1].encode() + b', "notes": 1, "notes": 2}\n'
+    nan_row = jsonl([dict(good[2], crf=33.0, vif_scale1_mean=float("nan"))])
+    lines = [jsonl([r]) for r in good] + [twice, unread_twice, nan_row]
+    want = None
+    for seed, block in [(0, 16 << 20), (1, 4096), (2, 1500), (3, 4096), (4, 700)]:
+        monkeypatch.setattr(frgb.loading, "BLOCK_BYTES", block)
+        path = tmp_path / f"order{seed}.jsonl"
+        path.write_bytes(b"".join(random.Random(seed).sample(lines, len(lines)) if seed else lines))
+        corpus = load_corpus(path)
+        assert corpus.dropped == {DUPLICATE_KEY: 1, NO_FEATURE: 1}, (seed, block)
+        got = [getattr(corpus, k).tolist() for k in ("features", "codec", "target", "group", "crf")]
+        assert want is None or got == want, f"shuffle {seed} with {block}-byte blocks gives another corpus"
+        want = got
+    assert len(corpus) == len(good) + 1
+
+
+def test_a_line_longer_than_the_limit_is_an_error_naming_it(good, tmp_path, monkeypatch):
+    import frgb.loading
+
+    monkeypatch.setattr(frgb.loading, "BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(frgb.loading, "MAX_LINE_BYTES", 1 << 20)
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(jsonl(good) + b'{"src": "' + b"x" * (2 << 20) + b'"}\n')
+    with pytest.raises(FrgbError) as error:
+        load_corpus(path)
+    assert str(error.value) == (f"{path}:{len(good) + 1}: a line longer than 1 MiB (no newline in sight); a corpus "
+                                "row is far shorter")
+
+
+def test_a_source_with_no_end_is_an_error_not_unbounded_memory(good, tmp_path, monkeypatch):
+    """A FIFO fed rows without end (as `yes ROW > fifo` would): reading stops at MAX_STREAM_BYTES."""
+    import os
+    import threading
+
+    import frgb.loading
+
+    monkeypatch.setattr(frgb.loading, "BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(frgb.loading, "MAX_STREAM_BYTES", 1 << 20)
+    fifo = tmp_path / "endless.jsonl"
+    os.mkfifo(fifo)
+    row, stop = jsonl(good[:1]), threading.Event()
+
+    def feed():
+        try:
+            with open(fifo, "wb") as f:
+                while not stop.is_set():
+                    f.write(row * 64)
+        except BrokenPipeError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        with pytest.raises(FrgbError) as error:
+            load_corpus(fifo)
+    finally:
+        stop.set()
+    writer.join(timeout=10)
+    assert str(error.value) == f"{fifo}: not a regular file, and more than 1 MiB read without an end; save the corpus to a file"
+
+
+# Output paths: derived from --out / --id / -o and checked before any work.
+
+
+def _cases(table: list[tuple]) -> list:
+    """pytest parameters of a table whose rows are (case name, *values)."""
+    return [pytest.param(*row[1:], id=row[0]) for row in table]
+
+
+def fit_args(corpus: Path, out: Path, *extra) -> list:
+    return ["fit", "--corpus", corpus, "--out", out, "--no-cv", "--target", "onnxml", *extra]
+
+
+@pytest.fixture()
+def corpus_file(good, tmp_path) -> Path:
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(jsonl(good))
+    return path
+
+
+@pytest.fixture()
+def model_dir(model, tmp_path) -> Path:
+    """A copy of the exported model's folder (m.onnx, m.json, registry.json) to damage."""
+    import shutil
+
+    return Path(shutil.copytree(model.parent, tmp_path / "model"))
+
+
+BAD_IDS = [
+    ("../x", "--id '../x' is not a plain file name (no / or \\): a model's files are written inside --out"),
+    ("a/b", "--id 'a/b' is not a plain file name (no / or \\): a model's files are written inside --out"),
+    ("", "--id is empty: give a file stem, e.g. --id frgb"),
+    (".m", "--id '.m' starts with a dot: its files would be hidden (and '..' is outside --out)"),
+    ("..", "--id '..' starts with a dot: its files would be hidden (and '..' is outside --out)"),
+    ("a\nb", "--id 'a\\nb' holds a control character"),
+    ("registry", "--id 'registry': its sidecar would be {out}/registry.json, the registry that lists every model in "
+                 "the folder; choose another id"),
+    ("m" * 300, f"--id '{'m' * 300}' is too long: {'m' * 300}.onnx with frgb's temporary suffix is over 255 bytes"),
+]
+
+
+@pytest.mark.parametrize("model_id, message", BAD_IDS, ids=["../x", "a/b", "empty", ".m", "..", "newline", "registry",
+                                                            "300 characters"])
+def test_fit_refuses_an_id_that_is_not_a_plain_visible_file_stem(model_id, message, corpus_file, tmp_path):
+    out = tmp_path / "out"
+    assert_fails_in_one_line(fit_args(corpus_file, out, "--id", model_id), message.format(out=out), tmp_path)
+
+
+def test_fit_refuses_an_out_that_is_a_file_or_under_one(corpus_file, tmp_path):
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file"
+    assert_fails_in_one_line(fit_args(corpus_file, out), f"--out {out}: exists and is not a folder", tmp_path)
+    out = tmp_path / "file" / "sub"
+    assert_fails_in_one_line(fit_args(corpus_file, out), f"--out {out}: {tmp_path / 'file'} is not a folder", tmp_path)
+
+
+def test_fit_refuses_to_write_over_its_corpus_or_prior_file_or_a_folder(good, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    corpus = out / "m.json"
+    corpus.write_bytes(jsonl(good))
+    assert_fails_in_one_line(fit_args(corpus, out, "--id", "m"), f"{corpus}: is the corpus; writing it would destroy it",
+                             tmp_path)
+    prior = out / "m_libvmaf.json"
+    prior.write_text("{}")
+    other = tmp_path / "corpus.jsonl"
+    other.write_bytes(jsonl(good))
+    assert_fails_in_one_line(["fit", "--corpus", other, "--out", out, "--id", "m", "--prior", prior],
+                             f"{prior}: is the VMAF model file; writing it would destroy it", tmp_path)
+    (out / "m.onnx").mkdir()
+    assert_fails_in_one_line(fit_args(other, out, "--id", "m"),
+                             f"{out / 'm.onnx'}: exists and is not a file; frgb fit would replace it", tmp_path)
+
+
+@pytest.mark.parametrize("target", ["the model", "the model's sidecar", "the registry beside the model", "the corpus"])
+def test_predict_refuses_to_write_over_the_model_its_files_or_the_corpus(target, model_dir, corpus_file, tmp_path):
+    path = {"the model": model_dir / "m.onnx", "the model's sidecar": model_dir / "m.json",
+            "the registry beside the model": model_dir / "registry.json", "the corpus": corpus_file}[target]
+    assert_fails_in_one_line(["predict", model_dir / "m.onnx", corpus_file, "-o", path],
+                             f"{path}: is {target}; writing it would destroy it", tmp_path)
+
+
+def test_predict_refuses_an_output_that_is_a_folder_or_in_a_missing_one(model_dir, corpus_file, tmp_path):
+    assert_fails_in_one_line(["predict", model_dir / "m.onnx", corpus_file, "-o", model_dir],
+                             f"-o {model_dir}: is a folder, not a file", tmp_path)
+    out = tmp_path / "missing" / "p.jsonl"
+    assert_fails_in_one_line(["predict", model_dir / "m.onnx", corpus_file, "-o", out],
+                             f"-o {out}: the folder {out.parent} does not exist", tmp_path)
+
+
+def test_reports_are_never_written_over_the_corpus(corpus_file, tmp_path):
+    message = f"{corpus_file}: is the corpus; writing it would destroy it"
+    assert_fails_in_one_line(["eval", "--intervals", "0.9", "--corpus", corpus_file, "--report", corpus_file], message,
+                             tmp_path)
+    assert_fails_in_one_line(["tune", "--corpus", corpus_file, "--report", corpus_file], message, tmp_path)
+    (tmp_path / "file").write_text("x")
+    assert_fails_in_one_line(["report", "--corpus", corpus_file, "--out", tmp_path / "file"],
+                             f"--out {tmp_path / 'file'}: exists and is not a folder", tmp_path)
+
+
+def test_a_registry_keeps_its_own_keys_and_rows_when_a_fit_adds_its_own(corpus_file, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    other = {"id": "other", "kind": "nr", "onnx": "other.onnx", "license": "BSD-3-Clause", "sigstore_bundle": "x.sig"}
+    (out / "registry.json").write_text(json.dumps({"schema_version": 1, "models": [other],
+                                                   "generator": {"by": "hand"}}))
+    result = invoke(*fit_args(corpus_file, out, "--id", "m"))
+    assert result.exit_code == 0, result.output
+    registry = json.loads((out / "registry.json").read_text())
+    assert registry["schema_version"] == 1 and registry["generator"] == {"by": "hand"}
+    assert [r["id"] for r in registry["models"]] == ["m", "other"] and registry["models"][1] == other
+
+
+# Every file frgb reads besides the corpus: checked, one line naming the file and the problem.
+
+
+REGISTRIES = [
+    ("a JSON list", b"[]", 'not a registry file (expected {"models": [...]})'),
+    ('"models" an object', b'{"models": {}}', 'not a registry file (expected {"models": [...]})'),
+    ("a row that is not an object", b'{"models": [1]}', "not a registry file (models[0] is not an object)"),
+    ("a row without id", b'{"models": [{"onnx": "a.onnx"}]}', 'not a registry file (models[0] has no "id" (a non-empty string))'),
+    ("a row whose id is a number", b'{"models": [{"id": 5}]}', 'not a registry file (models[0] has no "id" (a non-empty string))'),
+    ("an id listed twice", b'{"models": [{"id": "a"}, {"id": "a"}]}', "not a registry file (id 'a' is listed twice)"),
+    ("another schema version", b'{"schema_version": 2, "models": []}',
+     "not a registry file (schema_version 2; frgb reads and writes version 1)"),
+    ("NaN", b'{"models": [{"id": "a", "opset": NaN}]}', "not a registry file (NaN is not a JSON number)"),
+    ("a key given twice", b'{"models": [], "models": []}', "not a registry file (key 'models' appears twice in one object)"),
+    ("malformed JSON", b"nope", "not a registry file (malformed JSON: Expecting value at line 1 column 1)"),
+    ("empty", b"", "not a registry file (malformed JSON: Expecting value at line 1 column 1)"),
+    ("binary", b"\xff\xfe\x00\x01", "not UTF-8 text (byte 0xff at offset 0); not a registry file"),
+]
+
+
+@pytest.mark.parametrize("content, problem", _cases(REGISTRIES))
+def test_fit_into_a_folder_with_a_damaged_registry_stops_before_fitting(content, problem, corpus_file, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "registry.json").write_bytes(content)
+    assert_fails_in_one_line(fit_args(corpus_file, out), f"{out / 'registry.json'}: {problem}", tmp_path)
+
+
+def test_fit_refuses_a_registry_that_is_a_folder(corpus_file, tmp_path):
+    out = tmp_path / "out"
+    (out / "registry.json").mkdir(parents=True)
+    assert_fails_in_one_line(fit_args(corpus_file, out),
+                             f"{out / 'registry.json'}: exists and is not a file; frgb fit would replace it", tmp_path)
+
+
+def _vmaf_model(change) -> bytes:
+    from importlib import resources
+
+    spec = json.loads(resources.files("frgb.vmaf_models").joinpath("vmaf_v0.6.1.json").read_text())
+    return change(spec)
+
+
+VMAF_MODELS = [
+    ("binary", lambda: b"\xff" + b"\x00" * 20, "{f}: not UTF-8 text (byte 0xff at offset 0); not a VMAF model file"),
+    ("no model_dict", lambda: b"{}", "VMAF model '{f}': not a VMAF model JSON (no model_dict)"),
+    ("slopes missing", lambda: _vmaf_model(lambda s: json.dumps({"model_dict": {k: v for k, v in s["model_dict"].items()
+                                                                               if k != "slopes"}}).encode()),
+     "VMAF model '{f}': not a usable VMAF model (slopes must be 7 finite numbers)"),
+    ("feature_names not a list", lambda: _vmaf_model(lambda s: json.dumps({"model_dict": {**s["model_dict"],
+                                                                                          "feature_names": 6}}).encode()),
+     "VMAF model '{f}': not a usable VMAF model (feature_names must be a list of names)"),
+    ("model not a libsvm string", lambda: _vmaf_model(lambda s: json.dumps({"model_dict": {**s["model_dict"],
+                                                                                           "model": "x"}}).encode()),
+     "VMAF model '{f}': not a usable VMAF model (model is not a libsvm model string (no SV section))"),
+    ("NaN in a slope", lambda: b'{"model_dict": {"slopes": [NaN]}}', "{f}: not a VMAF model file (NaN is not a JSON number)"),
+]
+
+
+@pytest.mark.parametrize("make, message", _cases(VMAF_MODELS))
+def test_fit_with_a_damaged_vmaf_model_file_stops_before_fitting(make, message, corpus_file, tmp_path):
+    prior = tmp_path / "model.json"
+    prior.write_bytes(make())
+    assert_fails_in_one_line(fit_args(corpus_file, tmp_path / "out", "--prior", prior), message.format(f=prior), tmp_path)
+
+
+def test_fit_with_an_endless_device_as_vmaf_model_or_input_scaler_stops(corpus_file, tmp_path):
+    assert_fails_in_one_line(fit_args(corpus_file, tmp_path / "out", "--prior", "/dev/zero"),
+                             "/dev/zero: not a regular file, and larger than 64 MiB; not a VMAF model file", tmp_path)
+    assert_fails_in_one_line(fit_args(corpus_file, tmp_path / "out", "--input-scaler", "/dev/zero"),
+                             "/dev/zero: not a regular file, and larger than 64 MiB; not a sidecar", tmp_path)
+
+
+SCALERS = [
+    ("binary", b"\xff", "{f}: not UTF-8 text (byte 0xff at offset 0); not a sidecar"),
+    ("NaN", b'{"feature_mean": [NaN, 0, 0, 0, 0, 0], "feature_std": [1, 1, 1, 1, 1, 1]}',
+     "{f}: not a sidecar (NaN is not a JSON number)"),
+    ("a JSON list", b"[0, 1]", "{f}: --input-scaler needs a sidecar whose feature_mean and feature_std are 6 finite "
+                               "numbers each"),
+    ("five numbers", b'{"feature_mean": [0, 0, 0, 0, 0], "feature_std": [1, 1, 1, 1, 1, 1]}',
+     "{f}: --input-scaler needs a sidecar whose feature_mean and feature_std are 6 finite numbers each"),
+    ("null feature_std", b'{"feature_mean": [0, 0, 0, 0, 0, 0], "feature_std": null}',
+     "{f}: --input-scaler needs a sidecar whose feature_mean and feature_std are 6 finite numbers each"),
+    ("a zero std", b'{"feature_mean": [0, 0, 0, 0, 0, 0], "feature_std": [1, 1, 1, 1, 1, 0]}',
+     "{f}: feature_std must be positive, got [1.0, 1.0, 1.0, 1.0, 1.0, 0.0]"),
+]
+
+
+@pytest.mark.parametrize("content, message", _cases(SCALERS))
+def test_fit_with_a_damaged_input_scaler_stops_before_fitting(content, message, corpus_file, tmp_path):
+    scaler = tmp_path / "old.json"
+    scaler.write_bytes(content)
+    assert_fails_in_one_line(fit_args(corpus_file, tmp_path / "out", "--input-scaler", scaler),
+                             message.format(f=scaler), tmp_path)
+
+
+@pytest.mark.parametrize("scaler, start", [
+    ({"feature_mean": [1e10] * 6, "feature_std": [1] * 6},
+     "onnxml export failed the parity check on raw features: fed the training rows scaled with the input scaling "
+     "(feature_mean/feature_std), the graph is up to "),
+    ({"feature_mean": [0] * 6, "feature_std": [1e-44] * 6},
+     "onnxml export failed the parity check on raw features: scaled with the input scaling (feature_mean/feature_std), "
+     "the training rows reach "),
+], ids=["mean 1e10", "std 1e-44"])
+def test_fit_with_an_absurd_input_scaler_fails_parity_and_changes_nothing(scaler, start, model_dir, corpus_file, tmp_path):
+    """The graph agrees with its own scaled reference; only the raw-feature check can fail."""
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(scaler))
+    before = files_under(tmp_path)
+    result = invoke(*fit_args(corpus_file, model_dir, "--id", "m", "--input-scaler", old))
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+    assert result.output.startswith(f"frgb: error: {start}") and result.output.rstrip().endswith("; nothing written")
+    assert files_under(tmp_path) == before
+
+
+def test_a_fit_whose_second_export_fails_parity_writes_none_of_its_files(model_dir, small_corpus_path, small_corpus,
+                                                                         tmp_path, monkeypatch):
+    """Both targets into a folder holding a previous model: the onnxml graph passes, the libvmaf
+    graph (its comparisons made not to saturate: Clip(x - t, 0, 1) is 0 or 1 only far from the
+    threshold) fails parity. Neither is written: every export is checked before any file is.
+    Fails if PARITY_TOLERANCE is widened (to 1e9, say), and if a fit writes a target as soon as it
+    passes (the onnxml file would change)."""
+    import re
+
+    from frgb.export import libvmaf_trees
+
+    monkeypatch.setattr(libvmaf_trees, "SATURATE", np.float32(1.0))
+    before = files_under(tmp_path)
+    result = invoke("fit", "--corpus", small_corpus_path, "--out", model_dir, "--id", "m", "--no-cv")
+    assert result.exit_code == 2, result.output
+    assert re.fullmatch(r"frgb: error: libvmaf export failed the parity check: largest \|onnx - python\| = \S+ "
+                        rf"\(tolerance 0\.0001\) over {len(small_corpus)} rows and \d+ threshold rows; "
+                        r"nothing written\n", result.output), result.output
+    assert files_under(tmp_path) == before
+
+
+ALLOWLISTS = [
+    ("binary", b"\xff\x00", "{f}: not UTF-8 text (byte 0xff at offset 0); not a libvmaf op allowlist"),
+    ("two names on a line", b"Add Mul\n", "{f}:1: 'Add Mul' is not an op type name; an allowlist holds one per line"),
+    ("a NUL byte", b"Add\n\x00\n", "{f}:2: '\\x00' is not an op type name; an allowlist holds one per line"),
+    ("empty", b"", "{f}: the allowlist names no op type"),
+    ("only comments", b"# none\n", "{f}: the allowlist names no op type"),
+]
+
+
+@pytest.mark.parametrize("content, message", _cases(ALLOWLISTS))
+def test_check_with_a_damaged_allowlist_is_a_one_line_error(content, message, model, tmp_path):
+    allowlist = tmp_path / "allow.txt"
+    allowlist.write_bytes(content)
+    assert_fails_in_one_line(["check", model, "--allowlist", allowlist], message.format(f=allowlist), tmp_path)
+
+
+def test_check_refuses_what_is_not_an_onnx_model(tmp_path):
+    """Random bytes were "libvmaf loadable" (no op was offending): now an error, exit 2."""
+    cases = [(b"\xff" * 64, "not a valid ONNX model (its bytes do not parse as an ONNX protobuf)"),
+             (b"\x08\x07", "not a valid ONNX model (model with IR version >= 3 must specify opset_import for ONNX)")]
+    for i, (content, problem) in enumerate(cases):
+        path = tmp_path / f"m{i}.onnx"
+        path.write_bytes(content)
+        assert_fails_in_one_line(["check", path], f"{path}: {problem}", tmp_path)
+    (tmp_path / "d.onnx").mkdir()
+    assert_fails_in_one_line(["check", tmp_path / "d.onnx"], f"{tmp_path / 'd.onnx'}: is a directory, not an ONNX model",
+                             tmp_path)
+    assert_fails_in_one_line(["check", "/dev/zero"], "/dev/zero: not a regular file, and larger than 64 MiB; not an "
+                                                     "ONNX model", tmp_path)
+
+
+SIDECARS = [
+    ("a JSON list", lambda s: [], "{s}: not a model sidecar (a JSON object with feature_mean and feature_std)"),
+    ("feature_mean null", lambda s: dict(s, feature_mean=None),
+     "{s}: not a model sidecar: feature_mean must be 6 finite numbers, got None"),
+    ("feature_mean of five", lambda s: dict(s, feature_mean=[0.0] * 5),
+     "{s}: not a model sidecar: feature_mean must be 6 finite numbers, got [0.0, 0.0, 0.0, 0.0, 0.0]"),
+    ("feature_std with a string", lambda s: dict(s, feature_std=[1, 1, 1, 1, 1, "1"]),
+     "{s}: not a model sidecar: feature_std must be 6 finite numbers, got [1, 1, 1, 1, 1, '1']"),
+    ("a zero std", lambda s: dict(s, feature_std=[1, 1, 1, 1, 1, 0]),
+     "{s}: not a model sidecar: feature_std must be positive, got [1.0, 1.0, 1.0, 1.0, 1.0, 0.0]"),
+    ("encoder_vocab without unknown", lambda s: dict(s, encoder_vocab=["libx264"]),
+     "{s}: not a model sidecar: encoder_vocab must be distinct encoder names including 'unknown', got ['libx264']"),
+    ("encoder_vocab of another width", lambda s: dict(s, encoder_vocab=[f"e{i}" for i in range(11)] + ["unknown"]),
+     "{m}: inputs are features tensor(float) [None, 6], codec tensor(float) [None, 8]; the contract's are features "
+     "float32 (N, 6) and codec float32 (N, 14) (the sidecar's encoder_vocab + 2)"),
+]
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+@pytest.mark.parametrize("change, message", _cases(SIDECARS))
+def test_a_damaged_sidecar_is_a_one_line_error(change, message, command, model_dir, corpus_file, tmp_path):
+    sidecar = model_dir / "m.json"
+    sidecar.write_text(json.dumps(change(json.loads(sidecar.read_text()))))
+    args = {"eval": ["eval", model_dir / "m.onnx", "--corpus", corpus_file],
+            "predict": ["predict", model_dir / "m.onnx", corpus_file, "-o", tmp_path / "p.jsonl"]}[command]
+    assert_fails_in_one_line(args, message.format(s=sidecar, m=model_dir / "m.onnx"), tmp_path)
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"\xff\xfe", "not UTF-8 text (byte 0xff at offset 0); not a model sidecar"),
+    (b'{"feature_mean": [NaN, 0, 0, 0, 0, 0]}', "not a model sidecar (NaN is not a JSON number)"),
+    (b"{", "not a model sidecar (malformed JSON: Expecting property name enclosed in double quotes at line 1 column 2)"),
+], ids=["binary", "NaN", "malformed"])
+def test_a_sidecar_that_is_not_json_is_a_one_line_error(content, problem, model_dir, corpus_file, tmp_path):
+    (model_dir / "m.json").write_bytes(content)
+    assert_fails_in_one_line(["eval", model_dir / "m.onnx", "--corpus", corpus_file], f"{model_dir / 'm.json'}: {problem}",
+                             tmp_path)
+
+
+def small_graph(path: Path, inputs=("features", "codec"), outputs=("score",), width: int = 0, nan: bool = False) -> Path:
+    """A tiny ONNX graph: each output is the row sum of `features` (N,), or its first `width`
+    columns (N, width), times NaN if `nan`; with a copy of a frgb sidecar (identity scaling)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    values = [helper.make_tensor_value_info(inputs[0], TensorProto.FLOAT, [None, 6]),
+              helper.make_tensor_value_info(inputs[1], TensorProto.FLOAT, [None, 8])]
+    consts = [numpy_helper.from_array(np.array(v, dtype=np.int64), name) for name, v in
+              (("axes", [1]), ("start", [0]), ("stop", [max(width, 1)]))]
+    consts.append(numpy_helper.from_array(np.array(np.nan if nan else 1.0, dtype=np.float32), "factor"))
+    if width:
+        first = helper.make_node("Slice", [inputs[0], "start", "stop", "axes"], ["s"])
+    else:
+        first = helper.make_node("ReduceSum", [inputs[0], "axes"], ["s"], keepdims=0)
+    nodes = [first] + [helper.make_node("Mul", ["s", "factor"], [name]) for name in outputs]
+    shape = [None, width] if width else [None]
+    graph = helper.make_graph(nodes, "g", values, [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)
+                                                   for n in outputs], initializer=consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    path.with_suffix(".json").write_text(json.dumps({"feature_mean": [0] * 6, "feature_std": [1] * 6}))
+    return path
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_a_graph_whose_inputs_or_outputs_are_not_the_contracts_is_refused(command, good, corpus_file, tmp_path):
+    """predict used to write the flattened values of an (N, 2) output, 2N numbers for N rows."""
+    cases = [
+        (small_graph(tmp_path / "a.onnx", inputs=("x", "codec")),
+         "{m}: inputs are x tensor(float) [None, 6], codec tensor(float) [None, 8]; the contract's are features "
+         "float32 (N, 6) and codec float32 (N, 8) (the sidecar's encoder_vocab + 2)"),
+        (small_graph(tmp_path / "b.onnx", outputs=("out",)),
+         "{m}: outputs are ['out']; the contract's are ['score'] (or ['score', 'lower', 'upper'] for an interval graph)"),
+        (small_graph(tmp_path / "c.onnx", width=2),
+         f"{{m}}: output score has shape ({len(good)}, 2) for {len(good)} rows; the contract's outputs are one value "
+         "per row, (N,)"),
+    ]
+    for graph, message in cases:
+        args = {"eval": ["eval", graph, "--corpus", corpus_file],
+                "predict": ["predict", graph, corpus_file, "-o", tmp_path / "p.jsonl"]}[command]
+        assert_fails_in_one_line(args, message.format(m=graph), tmp_path)
+
+
+def test_a_graph_onnxruntime_cannot_load_is_a_one_line_error(corpus_file, model_dir, tmp_path):
+    (model_dir / "m.onnx").write_bytes(b"\xff" * 64)
+    before = files_under(tmp_path)
+    result = invoke("eval", model_dir / "m.onnx", "--corpus", corpus_file)
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1
+    assert result.output.startswith(f"frgb: error: {model_dir / 'm.onnx'}: onnxruntime cannot load it: ")
+    assert files_under(tmp_path) == before
+
+
+def test_predictions_that_are_not_finite_are_written_as_null_and_metrics_as_null(good, corpus_file, tmp_path):
+    """A graph that gives NaN: predict writes valid JSON (null), eval --json null figures, and the
+    text says n/a. (predict used to write the token NaN, which is not JSON.)"""
+    graph = small_graph(tmp_path / "nan.onnx", nan=True)
+    out = tmp_path / "p.jsonl"
+    result = invoke("predict", graph, corpus_file, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert all(json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the output"))["predicted_vmaf"] is None
+               for line in out.read_text().splitlines())
+    result = invoke("eval", graph, "--corpus", corpus_file, "--json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the output"))
+    assert figures["plcc"] is None and figures["rmse"] is None
+    text = invoke("eval", graph, "--corpus", corpus_file)
+    assert "PLCC n/a  SROCC n/a  RMSE n/a" in text.output
+
+
+# Degenerate corpora: one-line errors before fitting; every figure written is finite or null.
+
+
+def _one_source(good: list[dict]) -> list[dict]:
+    return [r for r in good if r["src"] == good[0]["src"]]
+
+
+DEGENERATE = [
+    ("constant scores", lambda g: [dict(r, vmaf_score=50.0) for r in g], [],
+     "{c}: every usable row has vmaf_score 50: there is nothing to learn (PLCC and SROCC are undefined)"),
+    ("one usable row", lambda g: g[:1], [], "{c}: 1 usable row; a fit needs at least 3 (PLCC and SROCC need three)"),
+    ("two usable rows and a failed encode", lambda g: g[:2] + [dict(g[2], exit_status=1)], [],
+     "{c}: 2 usable rows (1 failed encode (exit_status != 0)); a fit needs at least 3 (PLCC and SROCC need three)"),
+    ("one source, cross-validated", _one_source, ["--cv"],
+     "{c}: {n} usable rows, all of one source; leave-one-source-out (--no-cv fits without it) needs at least two "
+     "sources"),
+    ("one source, intervals", _one_source, ["--intervals", "0.9"],
+     "{c}: {n} usable rows, all of one source; interval calibration, which is by source, needs at least two sources"),
+    ("too few rows for a 0.99 interval", lambda g: g, ["--intervals", "0.99"],
+     "{c}: {n} usable rows cannot calibrate a 0.99 interval (at least 99 are needed): lower the level or add rows"),
+]
+
+
+@pytest.mark.parametrize("rows, extra, message", _cases(DEGENERATE))
+def test_fit_on_a_degenerate_corpus_is_a_one_line_error_before_fitting(rows, extra, message, good, tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    chosen = rows(good)
+    path.write_bytes(jsonl(chosen))
+    n = sum(r.get("exit_status", 0) == 0 for r in chosen)
+    assert_fails_in_one_line(fit_args(path, tmp_path / "out", *extra), message.format(c=path, n=n), tmp_path)
+
+
+def test_cross_validating_commands_refuse_constant_scores_before_fitting(good, tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(jsonl([dict(r, vmaf_score=50.0) for r in good]))
+    message = f"{path}: every usable row has vmaf_score 50: there is nothing to learn (PLCC and SROCC are undefined)"
+    for args in (["eval", "--loso", "--corpus", path], ["eval", "--intervals", "0.9", "--corpus", path],
+                 ["tune", "--corpus", path]):
+        assert_fails_in_one_line(args, message, tmp_path)
+
+
+def test_figures_that_are_undefined_are_written_as_null(good, tmp_path):
+    """Two sources of two rows each: every held-out fold has two rows, so no fold has a PLCC. The
+    sidecar and registry stay valid JSON (this used to be an internal error), the text says n/a."""
+    rows = [r for r in good if r["src"] == good[0]["src"]][:2] + [r for r in good if r["src"] != good[0]["src"]][:2]
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(jsonl(rows))
+    result = invoke("fit", "--corpus", path, "--out", tmp_path / "out", "--target", "onnxml")
+    assert result.exit_code == 0, result.output
+    assert "LOSO mean     PLCC n/a  SROCC n/a" in result.output
+    training = json.loads((tmp_path / "out" / "frgb.json").read_text(),
+                          parse_constant=lambda c: pytest.fail(f"{c} in the sidecar"))["training"]
+    assert training["loso_plcc"] is None and training["loso_srocc"] is None and training["loso_rmse"] > 0
+
+
+def test_train_refuses_a_bad_strategy_before_reading_the_corpus(good, tmp_path, monkeypatch):
+    import frgb.pipeline
+    from frgb.training import FitOptions
+
+    monkeypatch.setattr(frgb.pipeline, "load_corpus", lambda *a: pytest.fail("the corpus was read"))
+    with pytest.raises(FrgbError) as error:
+        frgb.pipeline.train(tmp_path / "c.jsonl", tmp_path / "out", "m", FitOptions(), ["onnxml"], strategy="fast")
+    assert str(error.value) == ("'fast' is not a valid Strategy; targets: onnxml, libvmaf, strategies: auto, gemm, "
+                                "traversal")
+
+
+# No file or option a user can give ends in `internal error`.
+
+GARBAGE = {
+    "random bytes": b"\x93\xff\x10\x00garbage\xfe" * 50,
+    "empty": b"",
+    "a JSON list": b"[1, 2, 3]\n",
+    "JSON with NaN": b'{"x": NaN}\n',
+    "text": b"hello\n",
+    "a folder": None,
+    "/dev/zero": None,
+}
+
+
+def _garbage_file(kind: str, folder: Path, name: str) -> Path:
+    if kind == "/dev/zero":
+        return Path("/dev/zero")
+    path = folder / name
+    if GARBAGE[kind] is None:
+        path.mkdir()
+    else:
+        path.write_bytes(GARBAGE[kind])
+    return path
+
+
+#: Where a user hands frgb a file: the command line for file `f`, a good corpus `c` and model `m`.
+FILE_ARGUMENTS = {
+    "fit --corpus": lambda f, c, m, out: ["fit", "--corpus", f, "--out", out, "--no-cv"],
+    "fit --prior": lambda f, c, m, out: ["fit", "--corpus", c, "--out", out, "--no-cv", "--prior", f],
+    "fit --input-scaler": lambda f, c, m, out: ["fit", "--corpus", c, "--out", out, "--no-cv", "--input-scaler", f],
+    "eval MODEL": lambda f, c, m, out: ["eval", f, "--corpus", c],
+    "eval --corpus": lambda f, c, m, out: ["eval", m, "--corpus", f],
+    "eval --loso --corpus": lambda f, c, m, out: ["eval", "--loso", "--corpus", f],
+    "predict CORPUS": lambda f, c, m, out: ["predict", m, f, "-o", out / "p.jsonl"],
+    "check MODEL": lambda f, c, m, out: ["check", f],
+    "check --allowlist": lambda f, c, m, out: ["check", m, "--allowlist", f],
+    "tune --corpus": lambda f, c, m, out: ["tune", "--corpus", f],
+}
+
+
+@pytest.mark.parametrize("argument", FILE_ARGUMENTS)
+def test_no_file_a_user_gives_ends_in_an_internal_error(argument, corpus_file, model, tmp_path):
+    """Every kind of garbage in every file argument: a one-line error (or, for an allowlist that
+    happens to be valid text, a report), never the catch-all `internal error`."""
+    (tmp_path / "out").mkdir()
+    for kind in GARBAGE:
+        path = _garbage_file(kind, tmp_path, f"garbage-{len(list(tmp_path.iterdir()))}")
+        if argument == "eval MODEL" and path.is_file():
+            path.with_suffix(".json").write_text(model.with_suffix(".json").read_text())
+        result = invoke(*FILE_ARGUMENTS[argument](path, corpus_file, model, tmp_path / "out"))
+        assert result.exit_code in (1, 2) and "internal error" not in result.output, (kind, result.output)
+        if result.exit_code == 2:
+            assert len(result.output.splitlines()) == 1 and result.output.startswith("frgb: error: "), (kind, result.output)
+
+
+@pytest.mark.parametrize("kind", [k for k in GARBAGE if k not in ("a folder", "/dev/zero")])
+def test_no_sidecar_or_registry_a_user_gives_ends_in_an_internal_error(kind, corpus_file, model_dir, tmp_path):
+    for name, args in (("m.json", ["eval", model_dir / "m.onnx", "--corpus", corpus_file]),
+                       ("registry.json", ["fit", "--corpus", corpus_file, "--out", model_dir, "--id", "m", "--no-cv"])):
+        (model_dir / name).write_bytes(GARBAGE[kind])
+        result = invoke(*args)
+        assert result.exit_code == 2 and result.output.startswith("frgb: error: "), (name, result.output)
+        assert len(result.output.splitlines()) == 1 and "internal error" not in result.output
+
+
+# The corpus tool's inputs: the grid file, and the corpus it appends to.
+
+GRIDS = [
+    ("a JSON list", "g.json", b"[1, 2]", "not a valid grid file: expected a table (TOML) or an object (JSON) with sources and encoders"),
+    ("encoders a list", "g.json", b'{"sources": ["lavfi:testsrc2"], "encoders": ["libx264"]}',
+     "not a valid grid file: encoders must map each encoder to its presets and crfs"),
+    ("crfs a number", "g.toml", b'sources = ["lavfi:testsrc2"]\n[encoders.libx264]\npresets = ["medium"]\ncrfs = 23\n',
+     "not a valid grid file: each encoder's presets and crfs must be lists"),
+    ("duration zero", "g.json", b'{"duration": 0}', "not a valid grid file: duration must be a positive number of seconds, got 0"),
+    ("NaN", "g.json", b'{"duration": NaN}', "not a valid grid file: NaN is not a JSON number"),
+    ("binary TOML", "g.toml", b"\xff\xfe", "not a valid grid file: 'utf-8' codec can't decode byte 0xff in position 0: "
+                                           "invalid start byte"),
+]
+
+
+@pytest.mark.parametrize("name, content, problem", _cases(GRIDS))
+def test_a_damaged_grid_file_is_a_one_line_error(name, content, problem, tmp_path):
+    grid = tmp_path / name
+    grid.write_bytes(content)
+    assert_fails_in_one_line(["corpus", "--grid", grid, "--out", tmp_path / "c.jsonl"], f"{grid}: {problem}", tmp_path)
+    assert_fails_in_one_line(["corpus", "--grid", "/dev/zero", "--out", tmp_path / "c.jsonl"],
+                             "/dev/zero: not a regular file, and larger than 64 MiB; not a grid file", tmp_path)
+
+
+def test_the_corpus_tool_never_truncates_a_file_that_is_not_a_corpus(model, tmp_path):
+    """Resuming cuts a torn last line off --out; pointed at a model's .onnx (or any file that is
+    not JSON Lines) it used to truncate that file before finding its first line is no row."""
+    from frgb.corpus.build import existing_keys
+
+    victim = tmp_path / "m.onnx"
+    victim.write_bytes(model.read_bytes())
+    before = sha256(victim)
+    with pytest.raises(FrgbError) as error:
+        existing_keys(victim, retry_failed=False)
+    assert str(error.value) == f"{victim}:1: not a JSON row; fix or move the file before resuming"
+    assert sha256(victim) == before
+    with pytest.raises(FrgbError) as error:
+        existing_keys(tmp_path, retry_failed=False)
+    assert str(error.value) == f"{tmp_path}: not a regular file; --out must be a JSON Lines corpus file (or a new one)"

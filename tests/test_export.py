@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 
 import numpy as np
 import onnx
@@ -9,6 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from frgb.check import check_model
+from frgb.errors import FrgbError
 from frgb.export.graph import Graph, to_onnx
 from frgb.export.package import export, parity
 from frgb.export.thresholds import threshold_rows
@@ -54,28 +56,50 @@ def test_graph_meets_the_contract(fitted, tmp_path, target):
         assert [o.domain for o in model.opset_import] == [""]
 
 
-def test_callers_that_scale_and_callers_that_do_not_get_the_same_scores(fitted, small_corpus, tmp_path):
-    exported = export(fitted, small_corpus, tmp_path, "m", "onnxml", {"smoke": True}, {})
+#: An old sidecar's scaling, as a caller of the MLP applies it (--input-scaler).
+OLD_SCALER = {"feature_mean": [0.955, 0.518, 0.862, 0.916, 0.945, 8.95],
+              "feature_std": [0.034, 0.158, 0.119, 0.086, 0.063, 4.33]}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("scaler", ["raw features (the default)", "--input-scaler"])
+def test_a_caller_that_applies_the_sidecar_gets_the_models_scores(fitted, small_corpus, tmp_path, target, scaler):
+    """What a caller of the sidecar does: (raw - feature_mean) / feature_std into the graph. It must
+    get the Python model's score of the raw features, within the parity tolerance. Fails if the
+    sidecar writes a scaling the graph does not take (e.g. the fitted scaler, as the MLP's sidecar
+    does, beside a graph of raw features), or if the graph drops its input scaling anywhere (the
+    prior's input, the trees' thresholds). The default sidecar is exactly identity."""
+    old = None
+    if scaler == "--input-scaler":
+        old = tmp_path / "old.json"
+        old.write_text(json.dumps(OLD_SCALER))
+    exported = export(fitted, small_corpus, tmp_path, "m", target, {"smoke": True}, {}, old)
     sidecar = json.loads(exported.sidecar_path.read_text())
     mean, std = np.array(sidecar["feature_mean"]), np.array(sidecar["feature_std"])
-    proto = onnx.load(exported.onnx_path)
-    raw = run_graph(proto, small_corpus.features, small_corpus.codec)
-    scaled = run_graph(proto, (small_corpus.features - mean) / std, small_corpus.codec)
-    assert np.max(np.abs(raw - scaled)) <= 1e-4
-    assert sidecar["frgb"]["fitted_scaler"]["mean"] == pytest.approx(fitted.scaler_.mean_.tolist())
-
-
-def test_input_scaler_graph_takes_features_scaled_by_an_old_sidecar(fitted, small_corpus, tmp_path):
-    old = {"feature_mean": [0.955, 0.518, 0.862, 0.916, 0.945, 8.95],
-           "feature_std": [0.034, 0.158, 0.119, 0.086, 0.063, 4.33]}
-    (tmp_path / "old.json").write_text(json.dumps(old))
-    exported = export(fitted, small_corpus, tmp_path, "m", "libvmaf", {"smoke": True}, {}, tmp_path / "old.json")
-    sidecar = json.loads(exported.sidecar_path.read_text())
-    assert sidecar["feature_mean"] == old["feature_mean"] and sidecar["feature_std"] == old["feature_std"]
-    scaled = (small_corpus.features - np.array(old["feature_mean"])) / np.array(old["feature_std"])
-    got = run_graph(onnx.load(exported.onnx_path), scaled, small_corpus.codec)
+    if old is None:
+        assert sidecar["feature_mean"] == [0.0] * 6 and sidecar["feature_std"] == [1.0] * 6
+        assert sidecar["frgb"]["fitted_scaler"]["mean"] == pytest.approx(fitted.scaler_.mean_.tolist())
+    else:
+        assert sidecar["feature_mean"] == OLD_SCALER["feature_mean"] and sidecar["feature_std"] == OLD_SCALER["feature_std"]
+    got = run_graph(onnx.load(exported.onnx_path), (small_corpus.features - mean) / std, small_corpus.codec)
     want = fitted.predict(np.hstack([small_corpus.features, small_corpus.codec]))
-    assert np.max(np.abs(got - want)) <= 1e-3  # old-scaled float32 inputs round the raw values slightly
+    assert np.max(np.abs(got - want)) <= 1e-4, f"{scaler}: the sidecar's scaling is not what the graph takes"
+
+
+def test_an_input_scaler_that_loses_the_features_precision_fails_parity_and_writes_nothing(fitted, small_corpus,
+                                                                                         tmp_path):
+    """feature_mean 1e10: in float32, (x - 1e10) / 1 keeps none of a feature's digits. The graph
+    agrees with its own scaled reference, so only the check on raw features can catch it."""
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"feature_mean": [1e10] * 6, "feature_std": [1.0] * 6}))
+    out = tmp_path / "out"
+    with pytest.raises(FrgbError) as error:
+        export(fitted, small_corpus, out, "m", "libvmaf", {"smoke": True}, {}, old)
+    assert str(error.value).startswith("libvmaf export failed the parity check on raw features: fed the training rows "
+                                       "scaled with the input scaling (feature_mean/feature_std), the graph is up to ")
+    assert str(error.value).endswith(" from the model's score of the raw rows (tolerance 0.0001): in float32 those "
+                                     "values lose the features' precision; nothing written")
+    assert not out.exists()
 
 
 def test_two_fits_with_the_same_seed_give_byte_identical_files(small_corpus, tmp_path):
@@ -88,6 +112,27 @@ def test_two_fits_with_the_same_seed_give_byte_identical_files(small_corpus, tmp
     assert digests[:2] == digests[2:]
 
 
+def test_figures_are_written_the_same_whatever_their_last_bits():
+    """Another machine sums the same numbers in another order and gets another last bit (the
+    shipped sidecar's in_sample_rmse was 0.3686492215438153 there and ...8151 here). Written to
+    FIGURE_DIGITS significant digits, both give the same bytes; undefined figures are null; the
+    scaling callers apply is written exactly. Fails if sidecars write figures at full precision."""
+    from frgb.artifacts import dumps
+
+    here = {"in_sample_rmse": 0.3686492215438151, "loso_plcc": 0.9998631842817218, "feature_mean": [0.9550306797027588]}
+    there = {"in_sample_rmse": 0.3686492215438153, "loso_plcc": float(np.nextafter(0.9998631842817218, 0)),
+             "feature_mean": [0.9550306797027588]}
+    assert dumps(here) == dumps(there)
+    assert json.loads(dumps(here)) == {"in_sample_rmse": 0.3686492215, "loso_plcc": 0.9998631843,
+                                       "feature_mean": [0.9550306797027588]}
+    assert json.loads(dumps({"plcc": float("nan"), "rmse": float("inf")})) == {"plcc": None, "rmse": None}
+    squares = np.random.default_rng(0).normal(size=100_003) ** 2  # the same squared errors, summed three ways:
+    rmse = [float(np.sqrt(np.mean(squares))), math.sqrt(sum(squares.tolist()) / len(squares)),  # pairwise, in order,
+            math.sqrt(math.fsum(squares) / len(squares))]  # exactly
+    assert len(set(rmse)) > 1, "the sums were meant to differ in their last bits"
+    assert len({dumps({"rmse": r}) for r in rmse}) == 1, "the same errors summed in another order give other bytes"
+
+
 def test_nan_features_give_nan_scores_in_both_graphs(fitted):
     features = np.array([[np.nan, 0.5, 0.8, 0.9, 0.95, 3.0]])
     codec = np.array([[1, 0, 0, 0, 0, 0, 5 / 9, 23 / 63]])
@@ -95,29 +140,55 @@ def test_nan_features_give_nan_scores_in_both_graphs(fitted):
         assert np.isnan(run_graph(to_onnx(Graph(fitted), target), features, codec)).all()
 
 
-@pytest.mark.parametrize("strategy", ["gemm", "traversal"])
-def test_libvmaf_split_is_exact_for_the_smallest_float32_differences(strategy):
-    """A split at 1e-35 (LightGBM's zero threshold) between inputs that differ from it by a
-    subnormal amount, and at 0: the compiled comparison sends each input where LightGBM does."""
+def _one_split_booster(threshold: float):
+    """A LightGBM booster of one tree, one split `x0 <= threshold` (its threshold set by hand)."""
+    import re
+
     import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.integers(0, 2, 400).astype(float), rng.normal(size=400)])
+    booster = lgb.train({"objective": "regression", "num_leaves": 2, "verbose": -1, "min_data_in_leaf": 5},
+                        lgb.Dataset(X, X[:, 0] * 10), num_boost_round=1)
+    text = booster.model_to_string()
+    assert re.search(r"^split_feature=0$", text, re.MULTILINE), "the tree does not split on x0"
+    text = re.sub(r"^threshold=.*$", f"threshold={threshold!r}", text, flags=re.MULTILINE)
+    return lgb.Booster(model_str=re.sub(r"^tree_sizes=.*\n", "", text, flags=re.MULTILINE))
+
+
+def _libvmaf_graph(booster, strategy: str) -> ort.InferenceSession:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
     from frgb.export.trees_onnx import RawTrees
 
-    rng = np.random.default_rng(0)
-    X = np.column_stack([rng.integers(0, 2, 400).astype(float), rng.normal(size=400)])
-    booster = lgb.train({"objective": "regression", "num_leaves": 4, "verbose": -1, "min_data_in_leaf": 5},
-                        lgb.Dataset(X, X[:, 0] * 10 + (X[:, 1] > 0)), num_boost_round=3)
     trees = RawTrees(booster)
     proto = convert_sklearn(trees, initial_types=[("x", FloatTensorType([None, 2]))],
                             options={id(trees): {"target": "libvmaf", "strategy": strategy}},
                             target_opset={"": 17, "ai.onnx.ml": 3})
-    t = np.float32(1.0000000180025095e-35)
-    tiny = np.float32(np.finfo(np.float32).smallest_subnormal)
-    values = [0.0, -0.0, tiny, -tiny, t, np.nextafter(t, np.float32(0)), np.nextafter(t, np.float32(1)), 1.0]
-    rows = np.array([[v, w] for v in values for w in (-tiny, 0.0, tiny, 0.5)], dtype=np.float32)
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"x": rows})[0].ravel()
-    want = booster.predict(rows.astype(np.float64))
-    assert np.max(np.abs(got - want)) <= 1e-5
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("strategy", ["gemm", "traversal"])
+def test_libvmaf_split_is_exact_for_the_smallest_float32_differences(strategy):
+    """The compiled comparison computes `x <= t` exactly even when x differs from the threshold
+    by the smallest amount a float32 can: 2^-149, a subnormal step. The split sits at the
+    smallest normal float32, 2^-126, whose neighbours are exactly 2^-149 away (and at LightGBM's
+    1e-35 zero threshold, and at 0). The comparison multiplies the difference by 2^75 twice (2^150
+    in all), so 2^-149 becomes 2 and Clip gives exactly 1. Fails if SATURATE is lowered to 2^74:
+    the step above 2^-126 then gives Clip(0.5) = 0.5, half of each leaf. (The reference is the
+    comparison itself: LightGBM would treat every input within 1e-35 of zero as zero.)"""
+    smallest_normal = np.float32(np.finfo(np.float32).smallest_normal)  # 2^-126
+    tiny = np.float32(np.finfo(np.float32).smallest_subnormal)  # 2^-149
+    assert np.nextafter(smallest_normal, np.float32(1)) - smallest_normal == tiny
+    for t in (float(smallest_normal), float(np.float32(1.0000000180025095e-35)), 0.0):
+        booster = _one_split_booster(t)
+        root = booster.dump_model()["tree_info"][0]["tree_structure"]
+        x = np.float32(t)
+        values = [x, np.nextafter(x, np.float32(-1)), np.nextafter(x, np.float32(1)), 0.0, -0.0, tiny, -tiny, 1.0]
+        rows = np.array([[v, w] for v in values for w in (-tiny, 0.0, 0.5)], dtype=np.float32)
+        got = _libvmaf_graph(booster, strategy).run(None, {"x": rows})[0].ravel()
+        left = rows[:, 0].astype(np.float64) <= root["threshold"]
+        want = np.where(left, root["left_child"]["leaf_value"], root["right_child"]["leaf_value"])
+        assert left.any() and not left.all(), "the probe rows do not reach both leaves"
+        assert np.max(np.abs(got - want)) <= 1e-5, f"threshold {t!r}: inputs {rows[np.abs(got - want) > 1e-5][:, 0]} go astray"

@@ -1,8 +1,11 @@
-"""Faults while writing a model: a fit killed mid-write, a full disk, concurrent fits.
+"""Faults while writing a model: a fit killed mid-write, a full disk, a failed rename, Ctrl-C,
+concurrent fits.
 
 Whatever happens, the output folder holds complete models only: each registry row and each
-sidecar carry the SHA-256 of the .onnx beside them, every .onnx loads, and a failed or killed
-fit leaves the previous model, sidecar and registry byte for byte as they were.
+sidecar carry the SHA-256 of the .onnx beside them, every .onnx loads, and a failed, killed or
+interrupted fit leaves the previous set of files (every target, point and interval, and the
+registry) byte for byte as it was, or the whole new set, never a mix (a kill during the renames
+leaves a journal, and the next writer puts the previous files back).
 """
 
 from __future__ import annotations
@@ -22,31 +25,38 @@ import numpy as np
 import pytest
 
 from frgb import artifacts
-from frgb.artifacts import REGISTRY, read_registry, write_model
+from frgb.artifacts import JOURNAL, REGISTRY, read_registry, recover, write_model, write_models
 from frgb.errors import FrgbError
 from frgb.evaluation import OnnxModel
 from tests.helpers import child_env, frgb_child, invoke, sha256, write_jsonl
 
 pytestmark = pytest.mark.slow  # child processes (see pyproject.toml)
 
-#: What every fit in this module trains: quick (no cross-validation, one target).
+#: What most fits in this module train: quick (no cross-validation, one target).
 FIT = ["fit", "--id", "m", "--target", "onnxml", "--no-cv"]
+#: A fit that writes every kind of file: both targets, point and interval (4 models + registry).
+FIT_ALL = ["fit", "--id", "m", "--target", "onnxml", "--target", "libvmaf", "--intervals", "0.9", "--no-cv"]
+ALL_IDS = ["m", "m_libvmaf", "m_interval", "m_libvmaf_interval"]
 
-#: Installed as sitecustomize in a child process: SIGKILL itself at its n-th fsync. A model
-#: write fsyncs the staged .onnx (1), sidecar (2) and registry (3), then the folder (4).
+#: Installed as sitecustomize in a child process: at its n-th call of os.fsync or os.replace, the
+#: child sends itself SIGKILL (FRGB_TEST_KILL_AT_FSYNC, FRGB_TEST_KILL_AT_REPLACE) or SIGINT, as
+#: Ctrl-C does (FRGB_TEST_SIGINT_AT_FSYNC).
 KILL_HOOK = """
 import os, signal
 
-_at, _calls, _fsync = int(os.environ["FRGB_TEST_KILL_AT_FSYNC"]), [0], os.fsync
-def _fsync_then_maybe_die(fd):
-    _calls[0] += 1
-    if _calls[0] == _at:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return _fsync(fd)
-os.fsync = _fsync_then_maybe_die
+def _hook(name, variable, signum):
+    at, calls, real = int(os.environ.get(variable, "0")), [0], getattr(os, name)
+    def call(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == at:
+            os.kill(os.getpid(), signum)
+        return real(*args, **kwargs)
+    setattr(os, name, call)
+
+_hook("fsync", "FRGB_TEST_KILL_AT_FSYNC", signal.SIGKILL)
+_hook("replace", "FRGB_TEST_KILL_AT_REPLACE", signal.SIGKILL)
+_hook("fsync", "FRGB_TEST_SIGINT_AT_FSYNC", signal.SIGINT)
 """
-
-
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -82,13 +92,36 @@ def corpora(small_corpus_path, tmp_path_factory) -> tuple[Path, Path]:
     return small_corpus_path, other
 
 
+def fitted_folder(folder: Path, fit: list[str], corpus: Path) -> Path:
+    result = invoke(*fit, "--corpus", corpus, "--out", folder)
+    assert result.exit_code == 0, result.output
+    return folder
+
+
 @pytest.fixture(scope="module")
 def previous(corpora, tmp_path_factory) -> Path:
     """A folder holding a fitted model `m`: its .onnx, sidecar, registry and lock file."""
-    folder = tmp_path_factory.mktemp("previous")
-    result = invoke(*FIT, "--corpus", corpora[0], "--out", folder)
-    assert result.exit_code == 0, result.output
-    return folder
+    return fitted_folder(tmp_path_factory.mktemp("previous"), FIT, corpora[0])
+
+
+@pytest.fixture(scope="module")
+def previous_set(corpora, tmp_path_factory) -> Path:
+    """A folder holding the whole set of one fit: four models (both targets, point and interval)."""
+    return fitted_folder(tmp_path_factory.mktemp("previous_set"), FIT_ALL, corpora[0])
+
+
+def new_models(previous: Path, ids: list[str]) -> list[tuple[str, bytes, dict]]:
+    """What the next write of `ids` writes: the same graphs, sidecars with new notes."""
+    return [(i, (previous / f"{i}.onnx").read_bytes(), dict(json.loads((previous / f"{i}.json").read_text()),
+                                                            notes="the new model")) for i in ids]
+
+
+@pytest.fixture(scope="module")
+def new_set(previous_set, tmp_path_factory) -> dict[str, str]:
+    """The snapshot of `previous_set` after a complete write of `new_models` (no fault)."""
+    folder = Path(shutil.copytree(previous_set, tmp_path_factory.mktemp("new_set") / "out"))
+    write_models(folder, new_models(previous_set, ALL_IDS))
+    return snapshot(folder)
 
 
 @pytest.fixture()
@@ -97,16 +130,37 @@ def out(previous, tmp_path) -> Path:
     return Path(shutil.copytree(previous, tmp_path / "out"))
 
 
+@pytest.fixture()
+def out_set(previous_set, tmp_path) -> Path:
+    """A copy of the previous set's folder to damage."""
+    return Path(shutil.copytree(previous_set, tmp_path / "out_set"))
+
+
+def fsyncs_of_one_write(folder: Path, models, monkeypatch) -> int:
+    """How many times a write of `models` calls fsync (measured on a copy of `folder`)."""
+    calls, real = [0], os.fsync
+
+    def counting(fd):
+        calls[0] += 1
+        return real(fd)
+
+    with tempfile.TemporaryDirectory() as tmp, monkeypatch.context() as patch:
+        copy = Path(shutil.copytree(folder, Path(tmp) / "copy"))
+        patch.setattr(artifacts.os, "fsync", counting)
+        write_models(copy, models)
+    return calls[0]
+
+
 # --------------------------------------------------------------------------------------------
 # SIGKILL
 
 
-def hooked(tmp_path: Path, kill_at: int) -> dict[str, str]:
-    """Environment for a child that SIGKILLs itself at its `kill_at`-th fsync."""
+def hooked(tmp_path: Path, **at: int) -> dict[str, str]:
+    """Environment for a child with KILL_HOOK: e.g. hooked(tmp, KILL_AT_FSYNC=2)."""
     hook = tmp_path / "hook"
-    hook.mkdir()
+    hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(KILL_HOOK)
-    return {"PYTHONPATH": str(hook), "FRGB_TEST_KILL_AT_FSYNC": str(kill_at)}
+    return {"PYTHONPATH": str(hook), **{f"FRGB_TEST_{k}": str(v) for k, v in at.items()}}
 
 
 def assert_killed(child: subprocess.Popen, during: str) -> None:
@@ -114,43 +168,142 @@ def assert_killed(child: subprocess.Popen, during: str) -> None:
     assert child.returncode == -signal.SIGKILL, f"the child was not killed {during}: {stderr[-2000:]}"
 
 
-def restore(out: Path, previous: Path) -> None:
-    """Write the previous model again, as the next fit would: it must clear a killed write's leftovers."""
-    write_model(out, "m", (previous / "m.onnx").read_bytes(), json.loads((previous / "m.json").read_text()))
+def restore(out: Path, previous: Path, ids: tuple[str, ...] = ("m",)) -> None:
+    """Write the previous models again, as the next fit would: it must undo a killed write's
+    renames and clear its leftovers."""
+    write_models(out, [(i, (previous / f"{i}.onnx").read_bytes(), json.loads((previous / f"{i}.json").read_text()))
+                       for i in ids])
     assert leftovers(out) == [] and snapshot(out) == snapshot(previous)
 
 
-#: A child that writes the previous model's .onnx with a new sidecar, as `frgb fit` does.
-WRITE_ONE = """
+#: A child that writes models of the previous folder with new sidecars (argv: out, previous,
+#: ids...), as `frgb fit` writes its exports: one replacement.
+WRITE_SET = """
 import json, sys
 from pathlib import Path
-from frgb.artifacts import write_model
-out, previous = Path(sys.argv[1]), Path(sys.argv[2])
-sidecar = dict(json.loads((previous / "m.json").read_text()), notes="the new model")
-write_model(out, "m", (previous / "m.onnx").read_bytes(), sidecar)
+from frgb.artifacts import write_models
+out, previous, ids = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+write_models(out, [(i, (previous / f"{i}.onnx").read_bytes(),
+                    dict(json.loads((previous / f"{i}.json").read_text()), notes="the new model")) for i in ids])
 """
 
 
-@pytest.mark.parametrize("kill_at, during", [(1, "writing the .onnx"), (2, "writing the sidecar"),
-                                             (3, "writing registry.json"), (4, "syncing the folder, after the renames")])
-def test_model_write_killed_at_any_point_leaves_a_complete_model(kill_at, during, out, previous, small_corpus, tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", WRITE_ONE, str(out), str(previous)], env=child_env(**hooked(tmp_path, kill_at)),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert_killed(child, during)
-    if kill_at < 4:
-        assert snapshot(out) == snapshot(previous), f"killed {during}: the previous model changed"
-    else:
-        assert json.loads((out / "m.json").read_text())["notes"] == "the new model", "the new model is not in place"
-    assert_complete_models(out, small_corpus)
-    restore(out, previous)
+def write_set_child(out: Path, previous: Path, ids: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WRITE_SET, str(out), str(previous), *ids], env=child_env(**env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_fit_killed_during_export_leaves_the_previous_model(out, previous, corpora, small_corpus, tmp_path):
-    child = frgb_child(*FIT, "--corpus", corpora[1], "--out", out, **hooked(tmp_path, 2))
-    assert_killed(child, "writing the sidecar")
-    assert snapshot(out) == snapshot(previous), "the previous model changed"
-    assert_complete_models(out, small_corpus)
-    restore(out, previous)
+def recovered(out: Path) -> dict[str, str]:
+    """What `out` holds once the next writer has recovered it (under the lock, as it does)."""
+    with artifacts._locked(out):
+        recover(out)
+    return snapshot(out)
+
+
+def test_a_write_killed_at_any_fsync_leaves_the_previous_set_or_the_new_one(previous_set, new_set, out_set,
+                                                                            small_corpus, tmp_path, monkeypatch):
+    """SIGKILL at every fsync of one write of four models and the registry: while staging the
+    files and the journal, and after the renames. Until the journal is removed (the commit) the
+    previous set survives; after it, the new set. Never a mix, and every model complete."""
+    fsyncs = fsyncs_of_one_write(previous_set, new_models(previous_set, ALL_IDS), monkeypatch)
+    assert fsyncs == 2 * len(ALL_IDS) + 1 + 3 + 1, "staged files, journal, three folder syncs"
+    outcomes = []
+    for kill_at in range(1, fsyncs + 1):
+        folder = Path(shutil.copytree(previous_set, tmp_path / f"k{kill_at}"))
+        assert_killed(write_set_child(folder, previous_set, ALL_IDS, hooked(tmp_path, KILL_AT_FSYNC=kill_at)),
+                      f"at fsync {kill_at}")
+        journal = (folder / JOURNAL).exists()
+        after = recovered(folder)
+        assert after in (snapshot(previous_set), new_set), f"killed at fsync {kill_at}: old and new files mixed"
+        outcomes.append("new" if after == new_set else ("previous, from the journal" if journal else "previous"))
+        assert_complete_models(folder, small_corpus)
+    staged = 2 * len(ALL_IDS) + 1
+    assert outcomes == ["previous"] * (staged + 1) + ["previous, from the journal"] * 2 + ["new"], outcomes
+    restore(out_set, previous_set, tuple(ALL_IDS))
+
+
+def test_a_write_killed_during_its_renames_is_undone_by_the_next_writer(previous_set, out_set, small_corpus, tmp_path):
+    """SIGKILL before each rename (the journal's, then each file's): the folder may hold a mix
+    until the next writer runs, which puts every previous file back from the journal."""
+    mixed = 0
+    for kill_at in range(1, 2 * len(ALL_IDS) + 3):
+        folder = Path(shutil.copytree(previous_set, tmp_path / f"r{kill_at}"))
+        assert_killed(write_set_child(folder, previous_set, ALL_IDS, hooked(tmp_path, KILL_AT_REPLACE=kill_at)),
+                      f"at rename {kill_at}")
+        mixed += snapshot(folder) != snapshot(previous_set)
+        assert (folder / JOURNAL).exists() == (kill_at > 1), f"rename {kill_at}: the journal"
+        restore(folder, previous_set, tuple(ALL_IDS))  # the next fit's write: recover, then its own files
+        assert_complete_models(folder, small_corpus)
+    # Killed before renames 3..10, 1..8 files were in place; the new graphs are the previous bytes,
+    # so the folder differs once the first sidecar (rename 3) is in: before renames 4..10.
+    assert mixed == 2 * len(ALL_IDS) - 1, "the kills did not interrupt the renames half-way"
+
+
+def test_fit_killed_during_export_leaves_the_previous_set(out_set, previous_set, corpora, small_corpus, tmp_path):
+    """A real multi-target fit with intervals, killed while staging its fifth file."""
+    child = frgb_child(*FIT_ALL, "--corpus", corpora[1], "--out", out_set, **hooked(tmp_path, KILL_AT_FSYNC=5))
+    assert_killed(child, "writing the third graph")
+    assert snapshot(out_set) == snapshot(previous_set), "the previous files changed"
+    assert_complete_models(out_set, small_corpus)
+    restore(out_set, previous_set, tuple(ALL_IDS))
+
+
+def test_fit_killed_during_its_renames_leaves_the_previous_set_once_recovered(out_set, previous_set, corpora,
+                                                                             small_corpus, tmp_path):
+    child = frgb_child(*FIT_ALL, "--corpus", corpora[1], "--out", out_set, **hooked(tmp_path, KILL_AT_REPLACE=4))
+    assert_killed(child, "renaming its files into place")
+    assert recovered(out_set) == snapshot(previous_set)
+    assert_complete_models(out_set, small_corpus)
+    restore(out_set, previous_set, tuple(ALL_IDS))
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C
+
+
+def test_fit_interrupted_by_ctrl_c_says_nothing_was_changed_and_changes_nothing(out_set, previous_set, corpora,
+                                                                              tmp_path):
+    """A real `frgb fit` sent SIGINT while it stages its files: exit 130, one line, every file as it was."""
+    child = frgb_child(*FIT_ALL, "--corpus", corpora[1], "--out", out_set, **hooked(tmp_path, SIGINT_AT_FSYNC=3))
+    _, stderr = child.communicate(timeout=600)
+    assert child.returncode == 130, stderr[-2000:]
+    assert stderr.splitlines() == ["frgb: interrupted: nothing was changed"]
+    assert snapshot(out_set) == snapshot(previous_set) and leftovers(out_set) == []
+
+
+def test_ctrl_c_while_fitting_changes_nothing(out_set, previous_set, corpora, monkeypatch):
+    import frgb.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(frgb.pipeline, "fit_intervals", interrupted)
+    result = invoke(*FIT_ALL, "--corpus", corpora[1], "--out", out_set)
+    assert result.exit_code == 130
+    assert result.output.splitlines() == ["frgb: interrupted: nothing was changed"]
+    assert snapshot(out_set) == snapshot(previous_set)
+
+
+def test_ctrl_c_during_the_renames_waits_for_them_and_names_every_file_written(out_set, previous_set, corpora,
+                                                                              monkeypatch):
+    """SIGINT at the second rename is held until the whole set is in place; the line then names
+    every file written."""
+    calls, real = [0], os.replace
+
+    def replace(src, dst):
+        calls[0] += 1
+        if calls[0] == 2:
+            signal.raise_signal(signal.SIGINT)
+        return real(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", replace)
+    result = invoke(*FIT_ALL, "--corpus", corpora[1], "--out", out_set)
+    assert result.exit_code == 130
+    written = ", ".join(str(out_set / f"{i}{ext}") for i in ALL_IDS for ext in (".onnx", ".json")) + f", {out_set / REGISTRY}"
+    assert result.output.splitlines() == [f"frgb: interrupted: {written} had been written in full; nothing else was changed"]
+    assert all(json.loads((out_set / f"{i}.json").read_text())["run_provenance"]["corpus_sha256"]
+               == sha256(corpora[1]) for i in ALL_IDS), "the new set is not entirely in place"
+    assert not (out_set / JOURNAL).exists() and leftovers(out_set) == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,6 +333,65 @@ def test_full_disk_while_writing_any_file_changes_nothing(failing_at, file, out,
     assert snapshot(out) == before and leftovers(out) == []
 
 
+def test_a_full_disk_at_any_fsync_of_a_whole_set_changes_nothing(out_set, previous_set, monkeypatch):
+    """Four models and the registry: failing at each file's fsync, at the journal's, and at the
+    folder syncs after the renames (those are undone): the previous set stays, byte for byte."""
+    models = new_models(previous_set, ALL_IDS)
+    fsyncs = fsyncs_of_one_write(previous_set, models, monkeypatch)
+    files = [f"{i}{ext}" for i in ALL_IDS for ext in (".onnx", ".json")] + [REGISTRY]
+    blamed = files + [JOURNAL, JOURNAL, REGISTRY, REGISTRY]
+    assert len(blamed) == fsyncs
+    before = snapshot(out_set)
+    for failing_at, file in enumerate(blamed, 1):
+        with monkeypatch.context() as patch:
+            _fail_fsync_at(patch, failing_at)
+            with pytest.raises(FrgbError) as error:
+                write_models(out_set, models)
+        assert str(error.value) == f"could not write {out_set / file}: disk full; nothing was changed", failing_at
+        assert snapshot(out_set) == before and leftovers(out_set) == [] and not (out_set / JOURNAL).exists()
+
+
+def _fail_replace_at(monkeypatch, *calls: int) -> None:
+    """Make the given calls of os.replace from now (1 = the next) fail with an I/O error."""
+    count, real = [0], os.replace
+
+    def replace(src, dst):
+        count[0] += 1
+        if count[0] in calls:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", replace)
+
+
+def test_a_failed_rename_is_undone_and_changes_nothing(out_set, previous_set, monkeypatch):
+    """A rename that fails (here with EIO) after some files were replaced: they are put back."""
+    models = new_models(previous_set, ALL_IDS)
+    files = [f"{i}{ext}" for i in ALL_IDS for ext in (".onnx", ".json")] + [REGISTRY]
+    before = snapshot(out_set)
+    for k, file in enumerate(files, 2):  # rename 1 is the journal's
+        with monkeypatch.context() as patch:
+            _fail_replace_at(patch, k)
+            with pytest.raises(FrgbError) as error:
+                write_models(out_set, models)
+        assert str(error.value) == f"could not write {out_set / file}: Input/output error; nothing was changed"
+        assert snapshot(out_set) == before and leftovers(out_set) == [], file
+
+
+def test_a_rename_that_cannot_be_undone_names_the_files_replaced_and_the_next_write_undoes_it(out_set, previous_set,
+                                                                                             monkeypatch):
+    models = new_models(previous_set, ALL_IDS)
+    with monkeypatch.context() as patch:
+        _fail_replace_at(patch, 4, 5)  # the third file's rename fails, and so does undoing the second
+        with pytest.raises(FrgbError) as error:
+            write_models(out_set, models)
+    assert str(error.value) == (f"could not write {out_set / 'm_libvmaf.onnx'}: Input/output error; m.onnx, m.json "
+                                f"replaced and could not be put back (Input/output error); the next frgb fit into "
+                                f"{out_set} puts the previous files back")
+    assert (out_set / JOURNAL).exists()
+    restore(out_set, previous_set, tuple(ALL_IDS))
+
+
 def test_fit_on_a_full_disk_is_a_one_line_error(out, corpora, monkeypatch):
     before = snapshot(out)
     _fail_fsync_at(monkeypatch, 2)
@@ -187,6 +399,18 @@ def test_fit_on_a_full_disk_is_a_one_line_error(out, corpora, monkeypatch):
     assert result.exit_code == 2
     assert result.output.splitlines() == [f"frgb: error: could not write {out / 'm.json'}: disk full; nothing was changed"]
     assert snapshot(out) == before and leftovers(out) == []
+
+
+def test_multi_target_fit_on_a_full_disk_changes_no_file(out_set, corpora, monkeypatch):
+    """A fit writing four models and the registry, failing at its sixth file (m_interval.json):
+    five files were staged, none was renamed."""
+    before = snapshot(out_set)
+    _fail_fsync_at(monkeypatch, 6)
+    result = invoke(*FIT_ALL, "--corpus", corpora[1], "--out", out_set)
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [f"frgb: error: could not write {out_set / 'm_interval.json'}: disk full; "
+                                          "nothing was changed"]
+    assert snapshot(out_set) == before and leftovers(out_set) == []
 
 
 def _private_mounts() -> list[str] | None:

@@ -54,6 +54,27 @@ def test_margin_is_the_ceil_n_plus_1_times_level_smallest_score():
     assert conformal_quantile(scores, 0.95) == 19.0
     with pytest.raises(FrgbError, match="cannot calibrate"):
         conformal_quantile(scores, 0.96)  # ceil(20 * 0.96) = 20 > 19 rows
+    # n where ceil(n * level) and ceil((n + 1) * level) differ: the (n + 1) rank is the guarantee.
+    assert conformal_quantile(np.arange(1.0, 11.0), 0.9) == 10.0  # ceil(11 * 0.9) = 10, not ceil(10 * 0.9) = 9
+    assert conformal_quantile(np.arange(1.0, 41.0), 0.95) == 39.0  # ceil(41 * 0.95) = 39, not 38
+
+
+@pytest.mark.parametrize("level", [0.5, 0.8, 0.9, 0.95, 0.99])
+def test_margin_is_the_smallest_score_that_covers_a_new_row_with_probability_level(level):
+    """The split-conformal guarantee, stated without the formula: with n exchangeable scores and a
+    new one, the new score's rank among the n + 1 is uniform, so it is at most the k-th smallest of
+    the n with probability k / (n + 1). The margin must be the k-th smallest for the smallest k with
+    k / (n + 1) >= level. Fails if the rank is taken as ceil(n * level) (too small for most n), and
+    it pins the error for n too small to reach the level."""
+    rng = np.random.default_rng(0)
+    for n in range(1, 250):
+        scores = rng.permutation(np.arange(1.0, n + 1.0))  # the k-th smallest is k
+        needed = next((k for k in range(1, n + 1) if k / (n + 1) >= level - 1e-12), None)
+        if needed is None:
+            with pytest.raises(FrgbError, match="cannot calibrate"):
+                conformal_quantile(scores, level)
+            continue
+        assert conformal_quantile(scores, level) == needed, f"n={n}: the {needed}-th smallest score is the margin"
 
 
 def test_lower_le_score_le_upper_on_every_row_in_python_and_both_graphs(interval_model, graphs, small_corpus, rng):

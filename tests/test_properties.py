@@ -13,16 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from frgb.contract import (
-    CODEC_BLIND, CRF_MAX, CRF_SCALE, ENCODER_ALIASES, ENCODER_VOCAB, FEATURES, PRESET_ORDINALS, ContractError,
-    canonical_encoder, codec_block, codec_blocks,
+    CODEC_BLIND, CRF_MAX, CRF_SCALE, ENCODER_ALIASES, ENCODER_VOCAB, FEATURE_MAX, FEATURES, PRESET_ORDINALS,
+    ContractError, canonical_encoder, codec_block, codec_blocks,
 )
 from frgb.loading import (
-    BAD_TARGET, DUPLICATE, FAILED, NEG_FEATURE, NO_FEATURE, NO_TARGET, SCHEMA, TRUNCATED, load_corpus,
+    BAD_TARGET, BIG_FEATURE, DUPLICATE, DUPLICATE_KEY, FAILED, NEG_FEATURE, NO_FEATURE, NO_TARGET, SCHEMA, TRUNCATED,
+    load_corpus,
 )
 from tests.helpers import shipped_rows
 
 #: Every reason a row can be dropped for (the loader's and the codec block's).
-REASONS = {FAILED, NO_TARGET, BAD_TARGET, NO_FEATURE, NEG_FEATURE, DUPLICATE, TRUNCATED,
+REASONS = {DUPLICATE_KEY, FAILED, NO_TARGET, BAD_TARGET, NO_FEATURE, NEG_FEATURE, BIG_FEATURE, DUPLICATE, TRUNCATED,
            "crf missing or not a number", "crf negative", f"crf above {CRF_SCALE:g}"}
 
 
@@ -116,5 +117,28 @@ def test_loader_encodes_or_drops_with_a_reason_any_json_object(objects, require_
     assert 1 in corpus.line.tolist(), "the good row was lost"
     assert_valid_codec(corpus.codec)
     assert np.isfinite(corpus.features).all() and (corpus.features >= 0).all()
+    assert (corpus.features <= [FEATURE_MAX[f] for f in FEATURES]).all(), "a feature libvmaf cannot produce was kept"
     if require_target:
         assert np.isfinite(corpus.target).all() and ((corpus.target >= 0) & (corpus.target <= 100)).all()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(json_objects, min_size=1, max_size=6), st.data())
+def test_the_same_lines_in_any_order_give_the_same_corpus(objects, data):
+    """Any JSON objects, a key of one of them given twice and a NaN row among them: every order of
+    the lines loads to the same arrays and drops (the loader sorts rows; a key given twice is
+    dropped on the Polars and the json path alike, and which path a line takes depends on the
+    other lines of its block)."""
+    lines = [json.dumps(good_row()), *(json.dumps(o) for o in objects), json.dumps(dict(good_row(), crf=float("nan")))]
+    key = data.draw(st.sampled_from([k for k in SCHEMA if k in good_row()]))
+    lines.append(json.dumps(good_row())[:-1] + f', "{key}": 1}}')
+    order = data.draw(st.permutations(range(len(lines))))
+    loaded = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, chosen in enumerate((range(len(lines)), order)):
+            path = Path(tmp) / f"corpus{i}.jsonl"
+            path.write_text("".join(lines[k] + "\n" for k in chosen))
+            corpus = load_corpus(path, require_target=False)
+            loaded.append((corpus.dropped, [getattr(corpus, k).tolist() for k in ("features", "codec", "group", "crf")]))
+    assert loaded[0] == loaded[1]
+    assert loaded[0][0].get(DUPLICATE_KEY, 0) >= 1

@@ -66,24 +66,32 @@ def row_key(row: dict) -> tuple[str, str, str, float] | None:
 
 
 def existing_keys(out: Path, retry_failed: bool) -> set:
-    """Keys already in `out`; a torn last line (a crash mid-write) is cut off first."""
+    """Keys already in `out`; a torn last line (a crash mid-write) is cut off, once every complete
+    line is known to be a JSON row (a file that is not a corpus is never truncated)."""
     if not out.exists():
         return set()
-    data = out.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with out.open("r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-        data = data[: data.rfind(b"\n") + 1]
+    if not out.is_file():
+        raise FrgbError(f"{out}: not a regular file; --out must be a JSON Lines corpus file (or a new one)")
+    try:
+        data = out.read_bytes()
+    except OSError as e:
+        raise FrgbError(f"{out}: cannot read ({e.strerror or e})") from None
+    complete = data[: data.rfind(b"\n") + 1]
     keys = set()
-    for n, line in enumerate(data.splitlines(), 1):
+    for n, line in enumerate(complete.splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise FrgbError(f"{out}:{n}: not a JSON row; fix or move the file before resuming") from None
-        if isinstance(row, dict) and not (retry_failed and row.get("exit_status", 0) != 0):
+        if not isinstance(row, dict):
+            raise FrgbError(f"{out}:{n}: not a JSON row; fix or move the file before resuming")
+        if not (retry_failed and row.get("exit_status", 0) != 0):
             keys.add(row_key(row))
+    if len(complete) < len(data):
+        with out.open("r+b") as f:
+            f.truncate(len(complete))
     return keys
 
 

@@ -12,13 +12,13 @@ A grid file is TOML or JSON:
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from frgb.corpus.encoders import RECIPES
 from frgb.errors import FrgbError
+from frgb.files import is_finite_number, read_bytes, strict_json
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,16 +67,34 @@ def parse_encoder_option(text: str) -> EncoderGrid:
 
 
 def load_grid(path: Path) -> Grid:
-    """Read a TOML or JSON grid file."""
+    """Read a TOML or JSON grid file (bounded, strict JSON; its shape checked)."""
+    raw = read_bytes(path, "a grid file")
     try:
-        raw = path.read_bytes()
-        data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw.decode())
-    except OSError as e:
-        raise FrgbError(f"{path}: cannot read grid ({e.strerror})") from None
-    except (ValueError, tomllib.TOMLDecodeError) as e:
+        data = strict_json(raw) if path.suffix == ".json" else tomllib.loads(raw.decode())
+    except (ValueError, RecursionError, tomllib.TOMLDecodeError) as e:
         raise FrgbError(f"{path}: not a valid grid file: {e}") from None
+    problem = _grid_problem(data)
+    if problem:
+        raise FrgbError(f"{path}: not a valid grid file: {problem}")
     encoders = tuple(
         encoder_grid(name, spec.get("presets", []), spec.get("crfs", []))
         for name, spec in dict(data.get("encoders", {})).items()
     )
     return Grid(tuple(data.get("sources", [])), encoders, float(data.get("duration", 2.0)))
+
+
+def _grid_problem(data) -> str | None:
+    """What is wrong with the shape of a parsed grid file, or None."""
+    if not isinstance(data, dict):
+        return "expected a table (TOML) or an object (JSON) with sources and encoders"
+    if not isinstance(data.get("sources", []), list):
+        return "sources must be a list"
+    encoders = data.get("encoders", {})
+    if not isinstance(encoders, dict) or not all(isinstance(spec, dict) for spec in encoders.values()):
+        return "encoders must map each encoder to its presets and crfs"
+    if not all(isinstance(spec.get(k, []), list) for spec in encoders.values() for k in ("presets", "crfs")):
+        return "each encoder's presets and crfs must be lists"
+    duration = data.get("duration", 2.0)
+    if not is_finite_number(duration) or duration <= 0:
+        return f"duration must be a positive number of seconds, got {duration!r}"
+    return None

@@ -2,25 +2,29 @@
 
 Nothing is written unless the graph agrees with the Python model within `PARITY_TOLERANCE` on
 every output, every training row and rows placed on, just below and just above every split
-threshold (of each tree ensemble: the interval graph has three).
+threshold (of each tree ensemble: the interval graph has three), and unless a caller who scales
+the training rows with the sidecar's feature_mean / feature_std gets the scores the model gives
+their raw features (with --input-scaler those values are the caller's and could lose the
+features' precision in float32). Every export of one fit is checked before any is written, and
+all are written as one replacement (`write_exports`).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from frgb import __version__
-from frgb.artifacts import write_model
+from frgb.artifacts import write_models
 from frgb.contract import FEATURES, INTERVAL_OUTPUTS, N_FEATURES, OPSET, OUTPUT_SCORE, Layout
 from frgb.errors import FrgbError
 from frgb.export.graph import Graph, to_onnx
 from frgb.export.interval_graph import IntervalGraph
 from frgb.export.thresholds import threshold_rows
+from frgb.files import is_finite_number, read_json
 from frgb.intervals import METHOD, IntervalRegressor
 from frgb.loading import Corpus
 from frgb.model import FrgbRegressor
@@ -58,12 +62,6 @@ def model_license(prior: str | None, override: str | None = None) -> dict:
         f"the graph embeds the VMAF model {prior}, whose license frgb does not know: pass frgb fit --license")}
 
 
-def file_stem(name: str, layout: Layout, target: Target, inputs: Inputs, interval: bool = False) -> str:
-    """`<id><layout><target><inputs>[_interval]`: frgb.onnx for the card's two-input onnxml graph,
-    frgb_fork_v2_libvmaf_single_interval.onnx for the most decorated one."""
-    return name + layout.file_suffix + Target(target).suffix + Inputs(inputs).suffix + (INTERVAL_SUFFIX * interval)
-
-
 @dataclass(frozen=True)
 class Parity:
     """What the parity check measured: the largest difference over the rows it ran."""
@@ -71,6 +69,9 @@ class Parity:
     max_abs_diff: float
     rows: int  # training rows
     threshold_rows: int  # rows on, just below and just above every split threshold
+    #: Largest |graph(features scaled with the sidecar's values) - model(raw features)| on the
+    #: training rows: what a caller of the sidecar gets against what the model gives.
+    raw_max_abs_diff: float = 0.0
 
 
 @dataclass
@@ -81,40 +82,66 @@ class Exported:
     parity: Parity
 
 
+@dataclass
+class Staged:
+    """An export that passed its parity check, ready to be written: `<name>.onnx` and its sidecar."""
+
+    target: str
+    name: str
+    onnx: bytes
+    sidecar: dict
+    parity: Parity
+
+
 def read_input_scaler(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """feature_mean / feature_std of an existing sidecar (for --input-scaler)."""
-    try:
-        data = json.loads(Path(path).read_text())
-        mean = np.asarray(data["feature_mean"], dtype=np.float64)
-        std = np.asarray(data["feature_std"], dtype=np.float64)
-    except OSError as e:
-        raise FrgbError(f"{path}: cannot read ({e.strerror})") from None
-    except (ValueError, KeyError, TypeError):
-        raise FrgbError(f"{path}: not a sidecar with feature_mean and feature_std") from None
-    if mean.shape != (N_FEATURES,) or std.shape != (N_FEATURES,) or not np.all(std > 0):
-        raise FrgbError(f"{path}: feature_mean/feature_std must be {N_FEATURES} numbers each, std > 0")
+    data = read_json(path, "a sidecar")
+    values = [data.get(key) if isinstance(data, dict) else None for key in ("feature_mean", "feature_std")]
+    if not all(isinstance(v, list) and len(v) == N_FEATURES and all(map(is_finite_number, v)) for v in values):
+        raise FrgbError(f"{path}: --input-scaler needs a sidecar whose feature_mean and feature_std are "
+                        f"{N_FEATURES} finite numbers each")
+    mean, std = (np.asarray(v, dtype=np.float64) for v in values)
+    if not np.all(std > 0):
+        raise FrgbError(f"{path}: feature_std must be positive, got {std.tolist()}")
     return mean, std
 
 
 def parity(graph: Graph | IntervalGraph, proto_bytes: bytes, corpus: Corpus) -> Parity:
     """Largest |onnxruntime - Python| over every output, the training rows and the rows at the
-    thresholds of every tree ensemble in the graph."""
+    thresholds of every tree ensemble in the graph; and on the training rows, the largest
+    difference between the graph fed features scaled with its input scaling and the unscaled
+    model fed the raw features."""
     features = ((corpus.features - graph.input_mean) / graph.input_std).astype(np.float32)
     rows = np.hstack([features, corpus.codec.astype(np.float32)]).astype(np.float64)
     probe = np.vstack([threshold_rows(trees.booster_, rows) for trees in graph.all_raw_trees()])
     every = np.vstack([rows, probe]).astype(np.float32)
+    raw = np.hstack([corpus.features, corpus.codec]).astype(np.float32)  # what a caller that does not scale passes
+    identity = not (np.any(graph.input_mean != 0) or np.any(graph.input_std != 1))  # then `rows` are `raw`
+    unscaled = replace(graph, input_mean=np.zeros(N_FEATURES), input_std=np.ones(N_FEATURES))
     session = ort.InferenceSession(proto_bytes, providers=["CPUExecutionProvider"])
-    worst = 0.0
+    worst = worst_raw = 0.0
     for start in range(0, len(every), PARITY_BATCH):
         block = every[start:start + PARITY_BATCH]
         got = session.run(None, graph.layout.feeds(graph.inputs, block[:, :N_FEATURES], block[:, N_FEATURES:]))
         want = graph.outputs(block[:, :N_FEATURES], block[:, N_FEATURES:])
         if len(got) != len(want):
             raise FrgbError(f"the graph has {len(got)} outputs, its Python reference {len(want)}")
-        for g, w in zip(got, want):
-            diff = np.abs(g.astype(np.float64) - w)
-            worst = max(worst, np.inf if np.isnan(diff).any() else float(diff.max()))  # NaN never passes
-    return Parity(float(worst), len(rows), len(probe))
+        worst = max(worst, _largest_difference(got, want))
+        if start < len(raw):  # the training rows of this block, against the model on raw features
+            raw_block = raw[start:start + PARITY_BATCH]
+            reference = want if identity else unscaled.outputs(raw_block[:, :N_FEATURES], raw_block[:, N_FEATURES:])
+            n = len(raw_block)
+            worst_raw = max(worst_raw, _largest_difference([g[:n] for g in got], [w[:n] for w in reference]))
+    return Parity(float(worst), len(rows), len(probe), float(worst_raw))
+
+
+def _largest_difference(got: list[np.ndarray], want: list[np.ndarray]) -> float:
+    """max |got - want| over every output (inf if any difference is NaN: NaN never passes)."""
+    worst = 0.0
+    for g, w in zip(got, want):
+        diff = np.abs(g.astype(np.float64) - w)
+        worst = max(worst, np.inf if np.isnan(diff).any() else float(diff.max(initial=0.0)))
+    return worst
 
 
 def layout_notes(graph: Graph | IntervalGraph) -> str:
@@ -208,37 +235,43 @@ def sidecar(model: FrgbRegressor, graph: Graph, name: str, target: Target, train
             "codec_blind_training": model.codec_blind,
             "monotone": model.monotone,
             "seed": model.random_state,
-            "parity": {"max_abs_diff": check.max_abs_diff, "training_rows": check.rows,
-                       "threshold_rows": check.threshold_rows, "tolerance": PARITY_TOLERANCE},
+            "parity": {"max_abs_diff": _noise_floor(check.max_abs_diff), "training_rows": check.rows,
+                       "threshold_rows": check.threshold_rows, "tolerance": PARITY_TOLERANCE,
+                       "raw_max_abs_diff": _noise_floor(check.raw_max_abs_diff)},
             "nan_input": "NaN in features gives NaN score (the prior propagates it); do not pass NaN.",
         },
     }
 
 
-def export(model: FrgbRegressor, corpus: Corpus, out: Path, name: str, target: Target | str, training: dict,
-           provenance: dict, input_scaler: Path | None = None, strategy: Strategy | str = Strategy.AUTO,
-           inputs: Inputs | str = Inputs.TWO, license: str | None = None) -> Exported:
-    """Convert, check parity, and only then write `file_stem(...).onnx`, its sidecar and registry row
-    (`corpus` in the model's layout)."""
+def _noise_floor(diff: float) -> float:
+    """A parity difference as written: three significant digits. It is the difference of two
+    scores near 100 (float32 against float64), whose last bits vary with the machine's kernels."""
+    return float(f"{diff:.3g}")
+
+
+def stage(model: FrgbRegressor, corpus: Corpus, name: str, target: Target | str, training: dict, provenance: dict,
+          scaling: tuple = (), strategy: Strategy | str = Strategy.AUTO, inputs: Inputs | str = Inputs.TWO,
+          license: str | None = None) -> Staged:
+    """Convert and check parity: `Layout.file_stem(...).onnx` and its sidecar, ready for `write_exports`
+    (`corpus` in the model's layout). `scaling` is (feature_mean, feature_std) of --input-scaler,
+    or () for raw features."""
     target = Target(target)
-    graph = Graph(model, *_scaling(input_scaler), inputs=Inputs(inputs))
+    graph = Graph(model, *scaling, inputs=Inputs(inputs))
     proto_bytes, check = _checked(graph, target, strategy, corpus)
-    file_name = file_stem(name, graph.layout, target, graph.inputs)
+    file_name = graph.layout.file_stem(name, target, graph.inputs)
     meta = sidecar(model, graph, file_name, target, training, provenance, check, model_license(model.prior, license))
-    onnx_path, sidecar_path = write_model(out, file_name, proto_bytes, meta)
-    return Exported(target.value, onnx_path, sidecar_path, check)
+    return Staged(target.value, file_name, proto_bytes, meta, check)
 
 
-def export_intervals(model: IntervalRegressor, corpus: Corpus, out: Path, name: str, target: Target | str,
-                     training: dict, provenance: dict, input_scaler: Path | None = None,
-                     strategy: Strategy | str = Strategy.AUTO, inputs: Inputs | str = Inputs.TWO,
-                     license: str | None = None) -> Exported:
-    """As `export`, for an interval model: `<name><suffix>_interval.onnx` with outputs score, lower,
-    upper, checked on all three."""
+def stage_intervals(model: IntervalRegressor, corpus: Corpus, name: str, target: Target | str, training: dict,
+                    provenance: dict, scaling: tuple = (), strategy: Strategy | str = Strategy.AUTO,
+                    inputs: Inputs | str = Inputs.TWO, license: str | None = None) -> Staged:
+    """As `stage`, for an interval model: `Layout.file_stem(..., interval=True).onnx` with outputs score,
+    lower, upper, checked on all three."""
     target = Target(target)
-    graph = IntervalGraph(model, *_scaling(input_scaler), inputs=Inputs(inputs))
+    graph = IntervalGraph(model, *scaling, inputs=Inputs(inputs))
     proto_bytes, check = _checked(graph, target, strategy, corpus)
-    file_name = file_stem(name, graph.layout, target, graph.inputs, interval=True)
+    file_name = graph.layout.file_stem(name, target, graph.inputs, interval=True)
     meta = sidecar(model.point_, graph, file_name, target, training, provenance, check,
                    model_license(model.prior, license))
     meta["output_names"] = list(INTERVAL_OUTPUTS)
@@ -254,8 +287,34 @@ def export_intervals(model: IntervalRegressor, corpus: Corpus, out: Path, name: 
         "quantile_trees": {"n_trees": [m.booster_.num_trees() for m in (model.lower_, model.upper_)],
                            "params": {k: v for k, v in lower.get_params().items() if k != "alpha"}},
     }
-    onnx_path, sidecar_path = write_model(out, file_name, proto_bytes, meta)
-    return Exported(target.value, onnx_path, sidecar_path, check)
+    return Staged(target.value, file_name, proto_bytes, meta, check)
+
+
+def write_exports(out: Path, staged: list[Staged]) -> list[Exported]:
+    """Write every staged export and its registry row into `out` as one replacement: all of them,
+    or (on a full disk, a failed rename, a kill) none (frgb.artifacts.write_models)."""
+    paths = write_models(out, [(s.name, s.onnx, s.sidecar) for s in staged])
+    return [Exported(s.target, onnx_path, sidecar_path, s.parity)
+            for s, (onnx_path, sidecar_path) in zip(staged, paths)]
+
+
+def export(model: FrgbRegressor, corpus: Corpus, out: Path, name: str, target: Target | str, training: dict,
+           provenance: dict, input_scaler: Path | None = None, strategy: Strategy | str = Strategy.AUTO,
+           inputs: Inputs | str = Inputs.TWO, license: str | None = None) -> Exported:
+    """Convert, check parity, and only then write `Layout.file_stem(...).onnx`, its sidecar and registry row."""
+    staged = stage(model, corpus, name, target, training, provenance, _scaling(input_scaler), strategy, inputs,
+                   license)
+    return write_exports(out, [staged])[0]
+
+
+def export_intervals(model: IntervalRegressor, corpus: Corpus, out: Path, name: str, target: Target | str,
+                     training: dict, provenance: dict, input_scaler: Path | None = None,
+                     strategy: Strategy | str = Strategy.AUTO, inputs: Inputs | str = Inputs.TWO,
+                     license: str | None = None) -> Exported:
+    """As `export`, for an interval model (see `stage_intervals`)."""
+    staged = stage_intervals(model, corpus, name, target, training, provenance, _scaling(input_scaler), strategy,
+                             inputs, license)
+    return write_exports(out, [staged])[0]
 
 
 def _scaling(input_scaler: Path | None) -> tuple:
@@ -265,6 +324,14 @@ def _scaling(input_scaler: Path | None) -> tuple:
 def _checked(graph: Graph | IntervalGraph, target: Target, strategy: Strategy | str,
              corpus: Corpus) -> tuple[bytes, Parity]:
     """The graph's bytes and parity figures, or an error if it fails the parity check."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.abs((corpus.features - graph.input_mean) / graph.input_std)
+    if not np.all(scaled <= np.finfo(np.float32).max):
+        raise FrgbError(
+            f"{target.value} export failed the parity check on raw features: scaled with the input scaling "
+            f"(feature_mean/feature_std), the training rows reach {np.nanmax(scaled):.3g}, beyond float32; "
+            "nothing written"
+        )
     proto_bytes = to_onnx(graph, target, strategy).SerializeToString()
     check = parity(graph, proto_bytes, corpus)
     if not check.max_abs_diff <= PARITY_TOLERANCE:
@@ -272,5 +339,12 @@ def _checked(graph: Graph | IntervalGraph, target: Target, strategy: Strategy | 
             f"{target.value} export failed the parity check: largest |onnx - python| = {check.max_abs_diff:.3g} "
             f"(tolerance {PARITY_TOLERANCE:g}) over {check.rows} rows and {check.threshold_rows} threshold rows; "
             "nothing written"
+        )
+    if not check.raw_max_abs_diff <= PARITY_TOLERANCE:
+        raise FrgbError(
+            f"{target.value} export failed the parity check on raw features: fed the training rows scaled with the "
+            f"input scaling (feature_mean/feature_std), the graph is up to {check.raw_max_abs_diff:.3g} from the "
+            f"model's score of the raw rows (tolerance {PARITY_TOLERANCE:g}): in float32 those values lose the "
+            "features' precision; nothing written"
         )
     return proto_bytes, check

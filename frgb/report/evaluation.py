@@ -16,13 +16,15 @@ from frgb.comparison import (
     Comparison, compare, monotone_flip, monotonicity_violations, residual_mlp_contenders, standard_contenders,
 )
 from frgb.cv import OnFold
+from frgb.files import read_text
 from frgb.loading import load_corpus
+from frgb.outputs import check_output_folder
 from frgb.report.figures import (
     error_by_range_figure, importance_figure, residuals_by_encoder_figure, residuals_by_source_figure, save_figure,
     scatter_figure,
 )
 from frgb.report.markdown import evaluation_markdown
-from frgb.training import FitOptions, choose_prior
+from frgb.training import FitOptions, check_trainable, choose_prior
 
 #: The report's Markdown file, inside the output folder.
 REPORT_NAME = "evaluation.md"
@@ -51,7 +53,10 @@ def build_report(corpus_path: Path, out: Path, options: FitOptions, mlp_max_iter
     """Cross-validate every model, fit the full-corpus models, draw the figures, write the Markdown.
 
     "trees" is what `frgb fit --prior none` trains (frgb.model.PLAIN_TREES)."""
+    check_output_folder(out, "--out")
+    bench_text = read_text(bench, "a fit-cost table") if bench is not None and bench.is_file() else None
     corpus = load_corpus(corpus_path)
+    check_trainable(corpus)
     prior = choose_prior(corpus, options.prior).model
     contenders = standard_contenders(options, prior, mlp_max_iter) + residual_mlp_contenders(options, prior, mlp_max_iter)
     flips = [monotone_flip("frgb", options, prior)]
@@ -80,7 +85,6 @@ def build_report(corpus_path: Path, out: Path, options: FitOptions, mlp_max_iter
         "importance": save_figure(importance_figure(trees_models, corpus), figures_dir / "importance_shap.png"),
     }
     links = {k: f"{FIGURES}/{p.name}" for k, p in drawn.items()}
-    bench_text = bench.read_text() if bench is not None and bench.is_file() else None
     text = evaluation_markdown(result, options, prior, links, violations, pairs, result.logs.get("mlp", []), mlp_max_iter,
                   command, bench_text)
     markdown = out / REPORT_NAME
