@@ -5,7 +5,8 @@
 Inside: the features the caller passes are mapped to the raw features the model was trained on
 (identity by default; with `--input-scaler`, x * std + mean of an existing sidecar), the trees
 run on [features | codec] with thresholds folded exactly into that input domain, the teacher
-prior runs in float64, and their sum is clipped to [0, 100].
+prior runs in float64 with that map folded into its first Gemm (frgb/export/teacher_onnx.py),
+and their sum is clipped to [0, 100].
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 from skl2onnx import convert_sklearn, update_registered_converter
-from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxCast, OnnxClip, OnnxMul, OnnxReshape
+from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxCast, OnnxClip, OnnxReshape
 from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
-from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+from skl2onnx.common.data_types import FloatTensorType
 
-import frgb.export.teacher_onnx  # noqa: F401  (registers the teacher's converter)
 from frgb.contract import INPUT_CODEC, INPUT_FEATURES, OPSET, OUTPUT_SCORE, SCORE_RANGE
 from frgb.errors import FrgbError
+from frgb.export.teacher_onnx import teacher_graph
 from frgb.export.thresholds import raw_domain_booster
 from frgb.export.trees_onnx import TARGETS, RawTrees
 from frgb.model import N_FEATURES, FrgbRegressor
@@ -96,18 +97,13 @@ def tree_sum(trees: RawTrees, x, options: dict, opv: int):
 
 
 def prior_score(scope, operator, container, graph, output_names=None):
-    """Algebra node: the teacher's score (N, 1) float64 of the caller's features; None without a prior."""
+    """Algebra node: the teacher's score (N, 1) float64 of the caller's features; None without a prior.
+
+    The caller's scaling (identity unless --input-scaler) is folded into the prior's first Gemm."""
     if graph.model.prior_ is None:
         return None
-    opv = container.target_opset
-    raw = operator.inputs[0]
-    if not (np.all(graph.input_std == 1) and np.all(graph.input_mean == 0)):
-        raw = scope.declare_local_variable("raw_features", DoubleTensorType([None, N_FEATURES]))
-        scaled = OnnxCast(operator.inputs[0], to=TensorProto.DOUBLE, op_version=opv)
-        OnnxAdd(OnnxMul(scaled, graph.input_std[None, :].astype(np.float64), op_version=opv),
-                graph.input_mean[None, :].astype(np.float64), op_version=opv,
-                output_names=[raw]).add_to(scope, container)
-    return OnnxSubEstimator(graph.model.prior_, raw, op_version=opv, output_names=output_names)
+    return teacher_graph(graph.model.prior_, operator.inputs[0], container.target_opset, output_names=output_names,
+                         input_mean=graph.input_mean, input_std=graph.input_std)
 
 
 def clip_score(total, opv: int, output_names=None):
