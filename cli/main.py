@@ -133,7 +133,7 @@ def fit(
     codec_blind: bool = typer.Option(True, help="Also train on codec-blind copies of every row."),
     monotone: bool = typer.Option(False, help="Constrain VMAF not to fall when adm2 or a vif scale rises."),
     cv: bool = typer.Option(True, help="Report leave-one-source-out figures (one extra fit per source)."),
-    strategy: str = typer.Option("auto", help="libvmaf tree evaluation: auto, gemm or traversal."),
+    strategy: str = typer.Option("auto", help="libvmaf tree evaluation: auto, table, gemm or traversal."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     intervals: Optional[float] = typer.Option(
         None, metavar="LEVEL", help="Also fit a LEVEL prediction interval (e.g. 0.95; conformalized quantile "

@@ -30,7 +30,7 @@ def test_graph_agrees_with_python_on_rows_and_on_every_threshold(fitted, small_c
     assert worst <= 1e-4, f"{target}: largest |onnx - python| = {worst}"
 
 
-@pytest.mark.parametrize("strategy", ["gemm", "traversal"])
+@pytest.mark.parametrize("strategy", ["table", "gemm", "traversal"])
 def test_both_libvmaf_strategies_agree_with_the_onnxml_graph(fitted, small_corpus, strategy):
     graph = Graph(fitted)
     rows = np.hstack([small_corpus.features, small_corpus.codec])
@@ -94,7 +94,7 @@ def test_nan_features_give_nan_scores_in_both_graphs(fitted):
         assert np.isnan(run_graph(to_onnx(Graph(fitted), target), features, codec)).all()
 
 
-@pytest.mark.parametrize("strategy", ["gemm", "traversal"])
+@pytest.mark.parametrize("strategy", ["table", "gemm", "traversal"])
 def test_libvmaf_split_is_exact_for_the_smallest_float32_differences(strategy):
     """A split at 1e-35 (LightGBM's zero threshold) between inputs that differ from it by a
     subnormal amount, and at 0: the compiled comparison sends each input where LightGBM does."""

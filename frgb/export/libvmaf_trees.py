@@ -6,27 +6,32 @@ Multiplying by a power of two is exact (inputs below 9e15), the difference of tw
 values is never rounded to the wrong sign, and 2^75 lifts even the smallest subnormal
 difference (2^-149) to 2^-74, the Clip's upper bound (a normal float32), so `right` is exactly
 0 (x <= t) or 2^-74 (x > t). Whatever consumes it carries the factor 2^74 in its constants
-(path matrix, traversal steps), so every product is exactly 0 or +-1 times an integer. (The
-input is scaled once per row, the thresholds are stored scaled.)
+(code weights, path matrix, traversal steps), so every product is exactly 0 or an integer.
+(The input is scaled once per row, the thresholds are stored scaled.)
 
-Two ways to evaluate the trees from those indicators (Hummingbird's two families):
+Three ways to evaluate the trees from those indicators:
 
-- `gemm`: every distinct split (feature, threshold) of the trees at once (one Gemm selects
-  each split's input column and subtracts its threshold; trees share most of their splits, so
-  there are far fewer distinct splits than splits), then a GEMM with a path matrix A (splits x
-  leaves; +1 where the leaf lies right of the split, -1 where left): the one leaf whose path
-  matches has `right @ A + 1 - n_right = 1`, every other leaf <= 0, and Relu keeps only it; a
-  last product sums the leaf values. The bias rides on an always-true split. A model whose
-  path matrix stays small (GEMM_BUDGET) is one group: plain 2-D Gemm/Relu/MatMul, the fewest
-  nodes for one row; larger models are split into groups of trees evaluated by batched GEMMs.
+- `table`: one Gemm computes the indicator of every distinct split (feature, threshold) of
+  the model once (trees share most of their splits: the shipped model has 54 distinct among
+  350), one MatMul turns them into each tree's split pattern as an integer (bit s = split s
+  goes right), and a Gather looks each tree's leaf up in a table of 2^splits entries per tree;
+  a ReduceSum adds the trees. Fewest nodes and no per-leaf work; the table grows as 2^splits.
+- `gemm`: every split of every tree at once (one Gemm selects each split's input column and
+  subtracts its threshold), then a GEMM with a path matrix A (splits x leaves; +1 where the
+  leaf lies right of the split, -1 where left): the one leaf whose path matches has
+  `right @ A + 1 - n_right = 1`, every other leaf <= 0, and Relu keeps only it. Small trees
+  are packed block-diagonally, a few per GEMM; the bias rides on an always-true split.
 - `traversal`: all trees walk down together, one level per step: Gather the node's feature,
   threshold and children, GatherND the row's value, step left or right. Cost per row:
   depth x trees gathers.
 
-`auto` picks `gemm` unless the trees are very large (see `choose_strategy`).
+`auto` picks `table` for trees of up to MAX_TABLE_SPLITS splits, then `gemm`, and `traversal`
+for very large trees (see `choose_strategy`).
 
-Missing values: NaN (or an infinite value) in any input makes the score NaN; the tests pin
-this for NaN.
+Missing values: NaN (or an infinite value) in a feature makes the score NaN (the prior
+propagates it; the tests pin this for NaN). Elsewhere it gives an unspecified score: `gemm`
+propagates it, `table` clips the lookup into its table, and `traversal` fails to run
+(onnxruntime refuses the out-of-range Gather). Do not pass NaN.
 """
 
 from __future__ import annotations
@@ -43,20 +48,29 @@ SATURATE = np.float32(2.0**75)
 RIGHT = np.float32(2.0**-74)
 #: What the indicator's consumers multiply their constants by, so that RIGHT counts as 1.
 RIGHT_SCALE = np.float32(2.0**74)
-#: Largest path matrix ((distinct splits + 1) x leaves) of one group in the `gemm` strategy:
-#: a model within it is evaluated by 2-D GEMMs (fewest nodes, measured fastest for one row);
-#: larger models are grouped (measured in benchmarks/bench_graphs.py).
-GEMM_BUDGET = 1 << 15
+#: Splits per GEMM in the `gemm` strategy: small trees are packed block-diagonally into one
+#: matrix of about this many rows, so a single row costs few GEMM calls (measured in
+#: benchmarks/bench_graphs.py).
+GROUP_SPLITS = 32
 #: Largest tree (in splits) that `auto` evaluates with GEMM.
 MAX_GEMM_SPLITS = 64
+#: Largest tree (in splits) that `auto` evaluates with a table: 2^splits entries per tree.
+MAX_TABLE_SPLITS = 10
+#: Table indices (trees x 2^splits) must stay exact float32 integers.
+MAX_TABLE_SIZE = 1 << 24
 #: Threshold of padding and leaf nodes: every finite or infinite input goes the same way.
 PAD_THRESHOLD = np.float32(np.finfo(np.float32).max)
 
 
 class Strategy(str, Enum):
     AUTO = "auto"
+    TABLE = "table"
     GEMM = "gemm"
     TRAVERSAL = "traversal"
+
+
+#: The strategy names, as converter options and on the command line.
+STRATEGIES = [s.value for s in Strategy]
 
 
 @dataclass
@@ -112,11 +126,15 @@ def trees_of(booster) -> list[Tree]:
 
 
 def choose_strategy(trees: list[Tree]) -> Strategy:
-    """GEMM's path matrix grows with splits x leaves per tree, traversal's cost with depth.
-    Measured (benchmarks/bench_graphs.py, reports/graphs.md), GEMM was faster in single-row
-    latency and in throughput for every model size frgb fits (up to 200 trees of 15 leaves);
+    """A table holds 2^splits leaves per tree, GEMM's path matrix grows with splits x leaves,
+    traversal's cost with depth. Measured (benchmarks/bench_graphs.py, reports/graphs.md), the
+    table was the fastest for the shipped model (50 trees of 8 leaves) at one row and at 65,536,
+    and GEMM faster than traversal for every model size frgb fits (up to 200 trees of 15 leaves);
     traversal is kept for trees so large that their path matrices would not be small."""
-    return Strategy.GEMM if max(t.n_splits for t in trees) <= MAX_GEMM_SPLITS else Strategy.TRAVERSAL
+    splits = max(t.n_splits for t in trees)
+    if splits <= MAX_TABLE_SPLITS and len(trees) << splits <= MAX_TABLE_SIZE:
+        return Strategy.TABLE
+    return Strategy.GEMM if splits <= MAX_GEMM_SPLITS else Strategy.TRAVERSAL
 
 
 class _Emitter:
@@ -158,80 +176,107 @@ def scaled_thresholds(threshold) -> np.ndarray:
         return np.where(t == PAD_THRESHOLD, PAD_THRESHOLD, t * SATURATE).astype(np.float32)
 
 
-def _groups(trees: list[Tree]) -> list[list[Tree]]:
-    """Consecutive trees packed into groups whose path matrix (distinct splits + 1) x leaves stays
-    within GEMM_BUDGET entries; a model that fits in one group needs no batched GEMM."""
-    groups, splits, leaves = [[]], set(), 0
-    for tree in trees:
-        more = splits | set(_split_keys(tree))
-        if groups[-1] and (len(more) + 1) * (leaves + len(tree.leaf_value)) > GEMM_BUDGET:
-            groups.append([])
-            more, leaves = set(_split_keys(tree)), 0
-        groups[-1].append(tree)
-        splits, leaves = more, leaves + len(tree.leaf_value)
-    return groups
-
-
 def _split_keys(tree: Tree) -> list[tuple[int, float]]:
     """(feature, float32 threshold) of each split: equal keys are one comparison in the graph."""
     return list(zip(tree.feature.tolist(), tree.threshold.astype(np.float32).tolist()))
 
 
+def _distinct_splits(e: _Emitter, x: str, n_features: int, keys: list[tuple[int, float]]) -> str:
+    """(rows, len(keys) + 1): RIGHT where x > t and 0 where x <= t for each distinct split
+    (feature, t), then an always-true column (RIGHT on every finite row) that carries constants.
+
+    2^75 * X @ select^T - 2^75 * t: the product is exact (one 1 per row of `select`, the rest 0;
+    inputs must be finite, as 0 * inf is NaN) and the subtraction rounds once, keeping the sign."""
+    select = np.zeros((len(keys) + 1, n_features), dtype=np.float32)
+    for i, (feature, _) in enumerate(keys):
+        select[i, feature] = 1.0
+    offset = np.append(-scaled_thresholds([t for _, t in keys]), SATURATE).astype(np.float32)
+    diff = e.node("Gemm", [x, e.const("select", select), e.const("offset", offset)], "diff",
+                  alpha=float(SATURATE), transB=1)
+    return e.saturate(diff)
+
+
+def _table(e: _Emitter, x: str, n_features: int, trees: list[Tree], out: str) -> None:
+    """Each tree's split pattern as an integer, its leaf looked up in a table.
+
+    Bit s of tree t's code is its split s (1 = right); one MatMul computes every code, plus
+    t * 2^splits (carried by the always-true column) so that one flat table serves all trees:
+    table[t * 2^splits + code] is the leaf that code reaches. Codes are sums of distinct powers
+    of two below 2^24: exact in float32 in any order. Cast to int64, Clip to the table (a NaN
+    input casts to an arbitrary integer: the Clip keeps the lookup in range), Gather, sum."""
+    splits = max(1, max(t.n_splits for t in trees))
+    keys = sorted(set().union(*(_split_keys(t) for t in trees)))
+    column = {key: i for i, key in enumerate(keys)}
+    weights = np.zeros((len(keys) + 1, len(trees)), dtype=np.float32)
+    table = np.zeros((len(trees), 1 << splits), dtype=np.float32)
+    codes = np.arange(1 << splits)
+    for k, tree in enumerate(trees):
+        for s, key in enumerate(_split_keys(tree)):
+            weights[column[key], k] += 2.0**s
+        weights[-1, k] = k << splits
+        node = np.zeros(len(codes), dtype=np.int64)  # walk every code down at once
+        for _ in range(tree.depth()):
+            inner = node >= 0
+            go_right = ((codes >> np.where(inner, node, 0)) & 1) == 1
+            node = np.where(inner, np.where(go_right, tree.right[np.where(inner, node, 0)],
+                                            tree.left[np.where(inner, node, 0)]), node)
+        table[k] = tree.leaf_value[~node] if tree.n_splits else tree.leaf_value[0]
+    right = _distinct_splits(e, x, n_features, keys)
+    code = e.node("MatMul", [right, e.const("code_weights", weights * RIGHT_SCALE)], "code")
+    index = e.node("Cast", [code], "code_int", to=TensorProto.INT64)
+    index = e.node("Clip", [index, e.const("first_entry", np.array(0, dtype=np.int64)),
+                            e.const("last_entry", np.array(table.size - 1, dtype=np.int64))], "entry")
+    leaves = e.node("Gather", [e.const("leaf_table", table.reshape(-1)), index], "leaf", axis=0)
+    e.node("ReduceSum", [leaves, e.const("tree_axis", np.array([1], dtype=np.int64))], "trees", output=out, keepdims=1)
+
+
 def _gemm(e: _Emitter, x: str, n_features: int, trees: list[Tree], out: str) -> None:
-    groups = _groups(trees)
-    keys = [sorted(set().union(*(_split_keys(t) for t in g))) for g in groups]
-    width = max(len(k) for k in keys) + 1  # distinct splits per group, the last one always true (carries the bias)
-    n_leaf = max(sum(len(t.leaf_value) for t in g) for g in groups)
-    n_groups = len(groups)
+    n_split = max(1, max(t.n_splits for t in trees))
+    n_leaf = max(len(t.leaf_value) for t in trees)
+    group = max(1, GROUP_SPLITS // n_split)  # trees per GEMM: block-diagonal path matrix
+    n_groups = -(-len(trees) // group)
+    width = group * n_split + 1  # splits per group, the last one always true (carries the bias)
     select = np.zeros((n_groups, width, n_features), dtype=np.float32)
-    offset = np.zeros((n_groups, width), dtype=np.float32)  # -threshold * 2^75; padding splits: 0 (never right)
+    offset = np.zeros((n_groups, width), dtype=np.float32)  # -threshold * 2^75
+    offset[:, :-1] = -PAD_THRESHOLD  # padding splits; their path coefficients are all 0
     offset[:, -1] = SATURATE  # 0 * x + 2^75: exactly RIGHT after the Clip
-    paths = np.zeros((n_groups, width, n_leaf), dtype=np.float32)
-    paths[:, -1, :] = -1.0  # padding leaves: never chosen
-    values = np.zeros((n_groups, n_leaf, 1), dtype=np.float32)
-    for g, (group, group_keys) in enumerate(zip(groups, keys)):
-        column = {key: i for i, key in enumerate(group_keys)}
-        for i, (feature, threshold) in enumerate(group_keys):
-            select[g, i, feature] = 1.0
-            offset[g, i] = -scaled_thresholds([threshold])[0]
-        first = 0
-        for tree in group:
-            split_column = [column[key] for key in _split_keys(tree)]
-            values[g, first:first + len(tree.leaf_value), 0] = tree.leaf_value
-            if tree.n_splits == 0:
-                paths[g, -1, first] = 1.0
+    paths = np.zeros((n_groups, group * n_leaf, width), dtype=np.float32)
+    paths[:, :, -1] = -1.0  # padding leaves: never chosen
+    values = np.zeros((n_groups, 1, group * n_leaf), dtype=np.float32)
+    for k, tree in enumerate(trees):
+        g, rows, cols = k // group, (k % group) * n_split, (k % group) * n_leaf
+        select[g, rows + np.arange(tree.n_splits), tree.feature] = 1.0
+        offset[g, rows : rows + tree.n_splits] = -scaled_thresholds(tree.threshold)
+        values[g, 0, cols : cols + len(tree.leaf_value)] = tree.leaf_value
+        if tree.n_splits == 0:
+            paths[g, cols, -1] = 1.0
+            continue
 
-            def walk(node: int, path: list[tuple[int, float]]) -> None:
-                if node < 0:
-                    leaf = first + ~node
-                    paths[g, -1, leaf] = 1.0 - sum(sign > 0 for _, sign in path)
-                    for split, sign in path:  # += : a split may repeat on a path
-                        paths[g, split_column[split], leaf] += sign
-                    return
-                walk(tree.left[node], path + [(node, -1.0)])
-                walk(tree.right[node], path + [(node, 1.0)])
+        def walk(node: int, path: list[tuple[int, float]]) -> None:
+            if node < 0:
+                leaf = cols + ~node
+                for split, sign in path:
+                    paths[g, leaf, rows + split] = sign
+                paths[g, leaf, -1] = 1.0 - sum(sign > 0 for _, sign in path)
+                return
+            walk(tree.left[node], path + [(node, -1.0)])
+            walk(tree.right[node], path + [(node, 1.0)])
 
-            if tree.n_splits:
-                walk(0, [])
-            first += len(tree.leaf_value)
-    # (rows, splits) = 2^75 * X @ select^T - 2^75 * threshold: one Gemm picks every distinct split's
-    # input and subtracts its threshold. The product is exact (one 1 per row of `select`, the rest 0;
+        walk(0, [])
+    # (rows, splits) = 2^75 * X @ select^T - 2^75 * threshold: one Gemm picks every split's input
+    # and subtracts its threshold. The product is exact (one 1 per row of `select`, the rest 0;
     # inputs must be finite, as 0 * inf is NaN) and the subtraction rounds once, keeping the sign.
+    # Then per group of trees (groups, rows, splits) @ (groups, splits, leaves): the path score.
     diff = e.node("Gemm", [x, e.const("select", select.reshape(-1, n_features)), e.const("offset", offset.reshape(-1))],
                   "diff", alpha=float(SATURATE), transB=1)
     right = e.saturate(diff)
-    # Leaf scores: right @ paths (exactly 1 for the leaf whose path matches, <= 0 for every other),
-    # Relu keeps that leaf, and a last product sums the leaf values. One group: plain 2-D GEMMs.
-    # Several: per group (groups, rows, splits) @ (groups, splits, leaves), then a sum over groups.
-    paths *= RIGHT_SCALE
-    if n_groups == 1:
-        chosen = e.node("Relu", [e.node("Gemm", [right, e.const("paths", paths[0])], "leaf_score")], "chosen")
-        e.node("MatMul", [chosen, e.const("leaf_value", values[0])], "trees", output=out)
-        return
+    paths *= RIGHT_SCALE  # right is 0 or RIGHT: each path coefficient counts it as 0 or 1
     per_row = e.node("Reshape", [right, e.const("shape", np.array([-1, n_groups, width], dtype=np.int64))], "per_row")
     per_group = e.node("Transpose", [per_row], "per_group", perm=[1, 0, 2])
-    chosen = e.node("Relu", [e.node("MatMul", [per_group, e.const("paths", paths)], "leaf_score")], "chosen")
-    group_values = e.node("MatMul", [chosen, e.const("leaf_value", values)], "group_value")
+    paths_rm = np.ascontiguousarray(paths.transpose(0, 2, 1))
+    chosen = e.node("Relu", [e.node("MatMul", [per_group, e.const("paths", paths_rm)], "leaf_score")], "chosen")
+    group_values = e.node("MatMul", [chosen, e.const("leaf_value", np.ascontiguousarray(values.transpose(0, 2, 1)))],
+                          "group_value")
     e.node("ReduceSum", [group_values, e.const("group_axis", np.array([0], dtype=np.int64))], "trees",
            output=out, keepdims=0)
 
@@ -288,7 +333,9 @@ def convert_libvmaf_trees(scope, operator, container, strategy: str = "auto") ->
     if chosen is Strategy.AUTO:
         chosen = choose_strategy(trees)
     emitter, x = _Emitter(scope, container), operator.inputs[0]
-    if chosen is Strategy.GEMM:
+    if chosen is Strategy.TABLE:
+        _table(emitter, x.full_name, x.type.shape[1], trees, operator.outputs[0].full_name)
+    elif chosen is Strategy.GEMM:
         _gemm(emitter, x.full_name, x.type.shape[1], trees, operator.outputs[0].full_name)
     else:
         _traversal(emitter, emitter.scaled_input(x.full_name), trees, operator.outputs[0].full_name)

@@ -17,6 +17,8 @@ from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_li
 from skl2onnx import update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType
 
+from frgb.export.libvmaf_trees import STRATEGIES
+
 TARGETS = ("onnxml", "libvmaf")
 
 
@@ -48,5 +50,5 @@ def _convert(scope, operator, container) -> None:
 
 update_registered_converter(
     RawTrees, "FrgbRawTrees", _shape, _convert,
-    options={"target": list(TARGETS), "strategy": ["auto", "gemm", "traversal"]},
+    options={"target": list(TARGETS), "strategy": STRATEGIES},
 )
