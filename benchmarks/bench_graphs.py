@@ -155,8 +155,9 @@ def graphs(model_dir: Path, strategies: bool) -> dict[str, tuple[bytes, int]]:
         from frgb.training import FitOptions, fit_model
 
         model = fit_model(load_corpus(SHIPPED_CORPUS), FitOptions(), "vmaf_v0.6.1")
-        for strategy in ("gemm", "traversal"):
-            found[f"frgb libvmaf, {strategy} trees"] = (to_onnx(Graph(model), "libvmaf", strategy).SerializeToString(), 8)
+        for strategy in ("table", "gemm", "traversal"):
+            proto = to_onnx(Graph(model), "libvmaf", strategy)
+            found[f"frgb libvmaf, {strategy} trees"] = (proto.SerializeToString(), 8)
     return found
 
 

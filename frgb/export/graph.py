@@ -176,7 +176,8 @@ def _drop_output_casts(proto: onnx.ModelProto) -> None:
         cast = producer.get(output.name)
         source = producer.get(cast.input[0]) if cast is not None and cast.op_type == "Cast" else None
         to = output.type.tensor_type.elem_type
-        if source is None or source.op_type != "Reshape" or _cast_to(cast) != to or _cast_to(producer.get(source.input[0])) != to:
+        if source is None or source.op_type != "Reshape" or _cast_to(cast) != to \
+                or _cast_to(producer.get(source.input[0])) != to:
             continue
         if any(cast.input[0] in node.input for node in proto.graph.node if node is not cast):
             continue

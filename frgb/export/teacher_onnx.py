@@ -17,18 +17,20 @@ Ops: Cast, Mul, Concat, Gemm, Exp, Clip (all on libvmaf's allowlist).
 
 Why float64 throughout (error bound, u the unit roundoff, gamma_k = k u / (1 - k u)): with
 M_j = sum_k |aug_k W_kj| + |bias_j| the magnitude of exponent j's terms and c_j the dual
-coefficients divided by slopes[0], the score before its clip is off by at most
+coefficients divided by slopes[0], the score before its clip is off the exact value by at most
 
-    sum_j |c_j| K_j (gamma_13 M_j + 2u) + gamma_(n_sv+1) (sum_j |c_j| K_j + |bias|)
+    sum_j |c_j| K_j (gamma_16 M_j + 2u) + gamma_(n_sv+1) (sum_j |c_j| K_j + |bias|)
 
-(the products x*x are exact in float64; Exp is assumed within 2u). For vmaf_v0.6.1 the
-coefficients are +-4 and slopes[0] = 0.012, so sum_j |c_j| K_j reaches 6.8e4 while the score is
-below 140: the sum cancels by a factor of about 500. Over adm2 and vif in [0, 1.2] and motion2
-in [0, 40], M_j <= 4 and the bound is 1.8e-9 VMAF with u = 2^-53; the same bound with
-u = 2^-24 is 0.99 VMAF, and a float32 graph measured 5e-3 there (3.9e-3 on the shipped corpus):
-fifty times the parity tolerance of 1e-4. Rounding K_j alone to float32 (exponent and sum in
-float64) still leaves a random error of about 6e-5 per row. So the exponent, Exp and the sum
-stay in float64; only the final score (after the trees are added) is rounded to float32.
+(the products x*x are exact in float64; 12 products and the bias, plus up to three roundings
+in each constant; Exp within 2u). The Python teacher's own rounding is of the same order. For
+vmaf_v0.6.1 the dual coefficients are +-4 and slopes[0] = 0.012, so sum_j |c_j| K_j reaches
+6.8e4 while the score stays below 140: the sum cancels by a factor of about 500. Over adm2 and
+vif in [0, 1.2] and motion2 in [0, 40], M_j <= 3.8 and the bound is 1.9e-9 VMAF with
+u = 2^-53; the same bound with u = 2^-24 is 1.0 VMAF, and a float32 graph measured 4e-3 there
+(3.9e-3 on the shipped corpus): forty times the parity tolerance of 1e-4. Rounding only K_j to
+float32 (exponent and sum in float64) still misses by up to 3.6e-4 (rms 8e-5) there. So the
+exponent, Exp and the sum stay in float64 (measured within 1e-11 of the Python teacher on that
+range); only the final score, after the trees are added, is rounded to float32.
 `tests/test_export.py` checks the graph against the float64 teacher on a grid of that range and
 that a float32 build of the same graph fails it.
 """
