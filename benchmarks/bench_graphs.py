@@ -1,6 +1,6 @@
 """Speed and memory of frgb's graphs beside the fr_regressor_v2 checkpoint they replace (onnxruntime, CPU).
 
-    python benchmarks/bench_graphs.py [--model-dir model] [--rounds 5] [--strategies] [--report FILE]
+    python benchmarks/bench_graphs.py [--model-dir model] [--rounds 5] [--strategies] [--before DIR] [--report FILE]
 
 Every graph runs in one process on one onnxruntime thread (intra- and inter-op), round after
 round, so that the ratios hold on a shared machine; the table gives medians over the rounds.
@@ -17,7 +17,9 @@ imports onnxruntime but creates no session (minimum of three children each). Gra
 - fr_regressor_v2: ../shared/anchors/fr_regressor_v2.onnx (the published MLP; fed its own
   14-wide codec block), the reference of every ratio;
 - bare call: features + codec -> ReduceSum -> score, onnxruntime's per-call overhead from Python;
-- with --strategies: the shipped model refitted and compiled with each libvmaf tree strategy.
+- with --strategies: the shipped model refitted and compiled with each libvmaf tree strategy;
+- with --before DIR: the same graphs from another model directory (e.g. an older model/), so
+  that old and new are measured in the same run.
 """
 
 from __future__ import annotations
@@ -140,16 +142,17 @@ def peak_rss_mib(found: dict[str, tuple[bytes, int]], feeds: dict[int, dict[int,
         return out
 
 
-def graphs(model_dir: Path, strategies: bool) -> dict[str, tuple[bytes, int]]:
+def graphs(model_dir: Path, strategies: bool, before: Path | None) -> dict[str, tuple[bytes, int]]:
     """name -> (bytes, codec width)."""
     found = {"bare call (overhead floor)": (bare_graph(), 8)}
     if ANCHOR.is_file():
         found[REFERENCE] = (ANCHOR.read_bytes(), 14)
-    for name, file in (("frgb onnxml", "frgb.onnx"), ("frgb libvmaf", "frgb_libvmaf.onnx"),
-                       ("frgb onnxml interval", "frgb_interval.onnx"),
-                       ("frgb libvmaf interval", "frgb_libvmaf_interval.onnx")):
-        if (model_dir / file).is_file():
-            found[name] = ((model_dir / file).read_bytes(), 8)
+    for directory, suffix in ((model_dir, ""), (before, f" ({before.name if before else ''})")):
+        for name, file in (("frgb onnxml", "frgb.onnx"), ("frgb libvmaf", "frgb_libvmaf.onnx"),
+                           ("frgb onnxml interval", "frgb_interval.onnx"),
+                           ("frgb libvmaf interval", "frgb_libvmaf_interval.onnx")):
+            if directory is not None and (directory / file).is_file():
+                found[name + suffix] = ((directory / file).read_bytes(), 8)
     if strategies:
         from frgb.export.graph import Graph, to_onnx
         from frgb.training import FitOptions, fit_model
@@ -183,10 +186,11 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=REPO / "model")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--strategies", action="store_true", help="Also compile the model with each libvmaf strategy.")
+    parser.add_argument("--before", type=Path, help="Also measure the graphs of this model directory.")
     parser.add_argument("--report", type=Path, help="Also write the table as Markdown here.")
     args = parser.parse_args()
     corpus = load_corpus(SHIPPED_CORPUS)
-    found = graphs(args.model_dir, args.strategies)
+    found = graphs(args.model_dir, args.strategies, args.before)
     feeds = {w: feeds_for(corpus, w) for w in {w for _, w in found.values()}}
     results = {name: [] for name in found}
     for r in range(args.rounds):  # interleaved rounds: every graph sees the same machine state

@@ -94,6 +94,15 @@ def test_nan_features_give_nan_scores_in_both_graphs(fitted):
         assert np.isnan(run_graph(to_onnx(Graph(fitted), target), features, codec)).all()
 
 
+def test_nan_codec_still_runs_the_table_strategy(fitted):
+    """The table looks leaves up by an index cast from float: a NaN casts to an arbitrary integer,
+    and the Clip after the Cast keeps the Gather in range (without it onnxruntime fails the call)."""
+    features = np.array([[0.9, 0.5, 0.8, 0.9, 0.95, 3.0]] * 2)
+    codec = np.array([[1, 0, 0, 0, 0, 0, 5 / 9, 23 / 63], [1, 0, 0, 0, 0, 0, 5 / 9, np.nan]])
+    scores = run_graph(to_onnx(Graph(fitted), "libvmaf", "table"), features, codec)
+    assert scores.shape == (2,) and np.isfinite(scores[0])
+
+
 @pytest.mark.parametrize("strategy", ["table", "gemm", "traversal"])
 def test_libvmaf_split_is_exact_for_the_smallest_float32_differences(strategy):
     """A split at 1e-35 (LightGBM's zero threshold) between inputs that differ from it by a

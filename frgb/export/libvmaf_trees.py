@@ -145,7 +145,8 @@ class _Emitter:
 
     def const(self, name: str, value: np.ndarray) -> str:
         value = np.asarray(value)
-        kind = {np.float32: TensorProto.FLOAT, np.int64: TensorProto.INT64}[value.dtype.type]
+        kinds = {np.float32: TensorProto.FLOAT, np.int64: TensorProto.INT64, np.int32: TensorProto.INT32}
+        kind = kinds[value.dtype.type]
         full = self.scope.get_unique_variable_name(name)
         self.container.add_initializer(full, kind, list(value.shape), value.ravel().tolist())
         return full
@@ -202,7 +203,7 @@ def _table(e: _Emitter, x: str, n_features: int, trees: list[Tree], out: str) ->
     Bit s of tree t's code is its split s (1 = right); one MatMul computes every code, plus
     t * 2^splits (carried by the always-true column) so that one flat table serves all trees:
     table[t * 2^splits + code] is the leaf that code reaches. Codes are sums of distinct powers
-    of two below 2^24: exact in float32 in any order. Cast to int64, Clip to the table (a NaN
+    of two below 2^24: exact in float32 in any order. Cast to int32, Clip to the table (a NaN
     input casts to an arbitrary integer: the Clip keeps the lookup in range), Gather, sum."""
     splits = max(1, max(t.n_splits for t in trees))
     keys = sorted(set().union(*(_split_keys(t) for t in trees)))
@@ -214,18 +215,16 @@ def _table(e: _Emitter, x: str, n_features: int, trees: list[Tree], out: str) ->
         for s, key in enumerate(_split_keys(tree)):
             weights[column[key], k] += 2.0**s
         weights[-1, k] = k << splits
-        node = np.zeros(len(codes), dtype=np.int64)  # walk every code down at once
+        node = np.zeros(len(codes), dtype=np.int64)  # every code walks down at once; leaf i is ~i < 0
         for _ in range(tree.depth()):
-            inner = node >= 0
-            go_right = ((codes >> np.where(inner, node, 0)) & 1) == 1
-            node = np.where(inner, np.where(go_right, tree.right[np.where(inner, node, 0)],
-                                            tree.left[np.where(inner, node, 0)]), node)
+            at = np.maximum(node, 0)
+            node = np.where(node >= 0, np.where((codes >> at) & 1, tree.right[at], tree.left[at]), node)
         table[k] = tree.leaf_value[~node] if tree.n_splits else tree.leaf_value[0]
     right = _distinct_splits(e, x, n_features, keys)
     code = e.node("MatMul", [right, e.const("code_weights", weights * RIGHT_SCALE)], "code")
-    index = e.node("Cast", [code], "code_int", to=TensorProto.INT64)
-    index = e.node("Clip", [index, e.const("first_entry", np.array(0, dtype=np.int64)),
-                            e.const("last_entry", np.array(table.size - 1, dtype=np.int64))], "entry")
+    index = e.node("Cast", [code], "code_int", to=TensorProto.INT32)
+    index = e.node("Clip", [index, e.const("first_entry", np.array(0, dtype=np.int32)),
+                            e.const("last_entry", np.array(table.size - 1, dtype=np.int32))], "entry")
     leaves = e.node("Gather", [e.const("leaf_table", table.reshape(-1)), index], "leaf", axis=0)
     e.node("ReduceSum", [leaves, e.const("tree_axis", np.array([1], dtype=np.int64))], "trees", output=out, keepdims=1)
 
