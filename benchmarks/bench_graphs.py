@@ -1,62 +1,71 @@
-"""Speed of frgb's two graphs beside MLPs of the fr_regressor_v2 shape (onnxruntime, CPU).
+"""Speed and memory of frgb's graphs beside the fr_regressor_v2 checkpoint they replace (onnxruntime, CPU).
 
-    python benchmarks/bench_graphs.py [--model-dir model] [--report reports/graphs.md]
+    python benchmarks/bench_graphs.py [--model-dir model] [--rounds 5] [--strategies] [--before DIR] [--report FILE]
 
-For each graph: session creation time, file size, single-row latency with one thread (median
-and p99 over many calls) and throughput at batch 1,024 and 65,536. Every graph is measured in
-the same process, round after round, so that ratios hold on a noisy machine. Graphs:
+Every graph runs in one process on one onnxruntime thread (intra- and inter-op), round after
+round, so that the ratios hold on a shared machine; the table gives medians over the rounds.
+Per graph: file size, session creation time, single-row latency (median and p99 of many
+calls), rows/s at batch 1 (one over the median single-row latency), 1,024 and 65,536 (median
+call of each round), and the peak resident memory of scoring 65,536 rows: a child process per
+graph loads the inputs, creates the session and runs the batch once; the figure is its peak
+resident set (`VmHWM` in /proc/self/status: unlike `ru_maxrss`, it does not inherit the
+parent's peak across fork and exec) minus that of a child that loads the same inputs and
+imports onnxruntime but creates no session (minimum of three children each). Graphs:
 
-- frgb onnxml:  <model-dir>/frgb.onnx (ai.onnx.ml TreeEnsembleRegressor + prior)
-- frgb libvmaf: <model-dir>/frgb_libvmaf.onnx, and the same model compiled with each strategy
-- trees only:   the same tree settings fitted without the prior (shows what the prior costs)
-- MLP (random): inputs 6 + 8, two hidden layers of 16 with GELU, one output (random weights)
-- MLP (published): shared/anchors/fr_regressor_v2.onnx, fed its own 14-wide codec block
+- frgb onnxml, frgb libvmaf: <model-dir>/frgb.onnx and frgb_libvmaf.onnx (and the interval
+  graphs if present);
+- fr_regressor_v2: ../shared/anchors/fr_regressor_v2.onnx (the published MLP; fed its own
+  14-wide codec block), the reference of every ratio;
+- bare call: features + codec -> ReduceSum -> score, onnxruntime's per-call overhead from Python;
+- with --strategies: the shipped model refitted and compiled with each libvmaf tree strategy;
+- with --before DIR: the same graphs from another model directory (e.g. an older model/), so
+  that old and new are measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from frgb.loading import SHIPPED_CORPUS, load_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 ANCHOR = REPO.parent / "shared" / "anchors" / "fr_regressor_v2.onnx"
+REFERENCE = "fr_regressor_v2 (checkpoint)"
 SINGLE_CALLS = 5000
-ROUNDS = 5
+BATCHES = {1024: 50, 65536: 3}  # batch size -> calls per round
+BIG = max(BATCHES)
+RSS_CHILD = r"""
+import sys
+import numpy as np
+import onnxruntime as ort
+feeds = {name: np.load(path) for name, path in (("features", sys.argv[2]), ("codec", sys.argv[3]))}
+if sys.argv[1] != "-":
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+    session.run(None, feeds)
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
 
 
-def mlp_graph(codec_width: int = 8, hidden: int = 16, seed: int = 0) -> bytes:
-    """features (N,6) + codec (N,codec_width) -> 16 GELU -> 16 GELU -> score (N,), opset 17."""
-    rng = np.random.default_rng(seed)
-    sizes = [6 + codec_width, hidden, hidden, 1]
-    inits, nodes, x = [], [helper.make_node("Concat", ["features", "codec"], ["x0"], axis=1)], "x0"
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        inits += [numpy_helper.from_array(rng.normal(0, 0.3, (a, b)).astype(np.float32), f"w{i}"),
-                  numpy_helper.from_array(rng.normal(0, 0.1, (b,)).astype(np.float32), f"b{i}")]
-        nodes.append(helper.make_node("Gemm", [x, f"w{i}", f"b{i}"], [f"h{i}"]))
-        x = f"h{i}"
-        if i < len(sizes) - 2:  # GELU(x) = 0.5 x (1 + erf(x / sqrt 2)), as the published MLP writes it
-            inits += [numpy_helper.from_array(np.array(2**-0.5, np.float32), f"r{i}"),
-                      numpy_helper.from_array(np.array(1.0, np.float32), f"one{i}"),
-                      numpy_helper.from_array(np.array(0.5, np.float32), f"half{i}")]
-            nodes += [helper.make_node("Mul", [x, f"r{i}"], [f"s{i}"]), helper.make_node("Erf", [f"s{i}"], [f"e{i}"]),
-                      helper.make_node("Add", [f"e{i}", f"one{i}"], [f"p{i}"]),
-                      helper.make_node("Mul", [x, f"p{i}"], [f"q{i}"]), helper.make_node("Mul", [f"q{i}", f"half{i}"], [f"g{i}"])]
-            x = f"g{i}"
-    inits.append(numpy_helper.from_array(np.array([-1], np.int64), "flat"))
-    nodes.append(helper.make_node("Reshape", [x, "flat"], ["score"]))
+def bare_graph() -> bytes:
+    """features (N,6) + codec (N,8) -> ReduceSum over features -> score (N,): the overhead floor."""
     graph = helper.make_graph(
-        nodes, "mlp",
+        [helper.make_node("ReduceSum", ["features", "axes"], ["score"], keepdims=0)], "bare",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 6]),
-         helper.make_tensor_value_info("codec", TensorProto.FLOAT, ["N", codec_width])],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
+         helper.make_tensor_value_info("codec", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
@@ -79,22 +88,29 @@ def measure(data: bytes, feeds: dict[int, dict]) -> dict:
         t0 = time.perf_counter()
         sess.run(None, one)
         calls.append(time.perf_counter() - t0)
-    rates = {}
-    for n in (1024, 65536):
-        t0 = time.perf_counter()
+    result = {"create_ms": created * 1e3, "median_us": statistics.median(calls) * 1e6,
+              "p99_us": float(np.percentile(calls, 99)) * 1e6}
+    result["rows_s_1"] = 1e6 / result["median_us"]
+    for n, repeat in BATCHES.items():
         sess.run(None, feeds[n])
-        rates[n] = n / (time.perf_counter() - t0)
-    return {"create_ms": created * 1e3, "median_us": statistics.median(calls) * 1e6,
-            "p99_us": float(np.percentile(calls, 99)) * 1e6, "rows_s_1024": rates[1024], "rows_s_65536": rates[65536]}
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            sess.run(None, feeds[n])
+            times.append(time.perf_counter() - t0)
+        result[f"rows_s_{n}"] = n / statistics.median(times)
+    return result
 
 
 def feeds_for(corpus, codec_width: int) -> dict[int, dict]:
+    """Rows drawn from the shipped corpus; for the 14-wide checkpoint, its 12-slot vocabulary
+    (unknown is slot 11) with the same encoders."""
     rng = np.random.default_rng(1)
     out = {}
-    for n in (1, 1024, 65536):
+    for n in (1, *BATCHES):
         idx = rng.integers(0, len(corpus), n)
         codec = corpus.codec[idx]
-        if codec_width != codec.shape[1]:  # the published MLP's 12-slot vocabulary: unknown is slot 11
+        if codec_width != codec.shape[1]:
             wide = np.zeros((n, codec_width))
             wide[:, :5], wide[:, 11], wide[:, 12:] = codec[:, :5], codec[:, 5], codec[:, 6:]
             codec = wide
@@ -102,52 +118,90 @@ def feeds_for(corpus, codec_width: int) -> dict[int, dict]:
     return out
 
 
-def graphs(model_dir: Path) -> dict[str, tuple[bytes, int]]:
-    """name -> (bytes, codec width)."""
-    from frgb.export.graph import Graph, to_onnx
-    from frgb.training import FitOptions, fit_model
+def peak_rss_mib(found: dict[str, tuple[bytes, int]], feeds: dict[int, dict[int, dict]]) -> dict[str, float]:
+    """Peak RSS of scoring a BIG batch, per graph, over a child that creates no session (MiB)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        inputs = {}
+        for width in {w for _, w in found.values()}:
+            inputs[width] = [tmp / f"{name}{width}.npy" for name in ("features", "codec")]
+            for path, name in zip(inputs[width], ("features", "codec")):
+                np.save(path, feeds[width][BIG][name])
 
-    found = {"frgb onnxml": ((model_dir / "frgb.onnx").read_bytes(), 8),
-             "frgb libvmaf (shipped)": ((model_dir / "frgb_libvmaf.onnx").read_bytes(), 8)}
-    corpus = load_corpus(SHIPPED_CORPUS)
-    model = fit_model(corpus, FitOptions(), "vmaf_v0.6.1")
-    for strategy in ("gemm", "traversal"):
-        found[f"frgb libvmaf {strategy}"] = (to_onnx(Graph(model), "libvmaf", strategy).SerializeToString(), 8)
-    plain = fit_model(corpus, FitOptions(prior="none"), None)  # same tree settings, no prior: its cost
-    for target in ("onnxml", "libvmaf"):
-        found[f"trees only, no prior ({target})"] = (to_onnx(Graph(plain), target).SerializeToString(), 8)
-    found["MLP 6+8 -> 16 -> 16 -> 1 (random)"] = (mlp_graph(), 8)
+        def child(model: str, width: int) -> int:
+            run = subprocess.run([sys.executable, "-c", RSS_CHILD, model, *map(str, inputs[width])],
+                                 capture_output=True, text=True, check=True)
+            return int(run.stdout.split()[-1])
+
+        base = {w: min(child("-", w) for _ in range(3)) for w in inputs}
+        out = {}
+        for i, (name, (data, width)) in enumerate(found.items()):
+            path = tmp / f"graph{i}.onnx"
+            path.write_bytes(data)
+            out[name] = (min(child(str(path), width) for _ in range(3)) - base[width]) / 1024
+        return out
+
+
+def graphs(model_dir: Path, strategies: bool, before: Path | None) -> dict[str, tuple[bytes, int]]:
+    """name -> (bytes, codec width)."""
+    found = {"bare call (overhead floor)": (bare_graph(), 8)}
     if ANCHOR.is_file():
-        found["MLP published fr_regressor_v2 (14-wide codec)"] = (ANCHOR.read_bytes(), 14)
+        found[REFERENCE] = (ANCHOR.read_bytes(), 14)
+    for directory, suffix in ((model_dir, ""), (before, f" ({before.name if before else ''})")):
+        for name, file in (("frgb onnxml", "frgb.onnx"), ("frgb libvmaf", "frgb_libvmaf.onnx"),
+                           ("frgb onnxml interval", "frgb_interval.onnx"),
+                           ("frgb libvmaf interval", "frgb_libvmaf_interval.onnx")):
+            if directory is not None and (directory / file).is_file():
+                found[name + suffix] = ((directory / file).read_bytes(), 8)
+    if strategies:
+        from frgb.export.graph import Graph, to_onnx
+        from frgb.training import FitOptions, fit_model
+
+        model = fit_model(load_corpus(SHIPPED_CORPUS), FitOptions(), "vmaf_v0.6.1")
+        for strategy in ("table", "gemm", "traversal"):
+            proto = to_onnx(Graph(model), "libvmaf", strategy)
+            found[f"frgb libvmaf, {strategy} trees"] = (proto.SerializeToString(), 8)
     return found
+
+
+def table(found: dict, measured: dict, rss: dict) -> str:
+    ref = measured.get(REFERENCE)
+    header = ["graph", "size KiB", "session ms", "1 row median us", "1 row p99 us", "rows/s @1", "rows/s @1,024",
+              "rows/s @65,536", "peak RSS MiB @65,536", "latency vs checkpoint", "rows/s @65,536 vs checkpoint",
+              "RSS vs checkpoint"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for name, m in measured.items():
+        ratios = ["", "", ""]
+        if ref:
+            ratios = [f"{m['median_us'] / ref['median_us']:.2f}x", f"{m['rows_s_65536'] / ref['rows_s_65536']:.2f}x",
+                      f"{rss[name] / rss[REFERENCE]:.2f}x"]
+        lines.append(f"| {name} | {len(found[name][0]) / 1024:.0f} | {m['create_ms']:.1f} | {m['median_us']:.1f} | "
+                     f"{m['p99_us']:.1f} | {m['rows_s_1']:,.0f} | {m['rows_s_1024']:,.0f} | {m['rows_s_65536']:,.0f} | "
+                     f"{rss[name]:.1f} | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=REPO / "model")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--strategies", action="store_true", help="Also compile the model with each libvmaf strategy.")
+    parser.add_argument("--before", type=Path, help="Also measure the graphs of this model directory.")
     parser.add_argument("--report", type=Path, help="Also write the table as Markdown here.")
     args = parser.parse_args()
     corpus = load_corpus(SHIPPED_CORPUS)
-    found = graphs(args.model_dir)
+    found = graphs(args.model_dir, args.strategies, args.before)
     feeds = {w: feeds_for(corpus, w) for w in {w for _, w in found.values()}}
     results = {name: [] for name in found}
-    for r in range(ROUNDS):  # interleaved rounds: every graph sees the same machine state
+    for r in range(args.rounds):  # interleaved rounds: every graph sees the same machine state
         for name, (data, width) in found.items():
             results[name].append(measure(data, feeds[width]))
-        print(f"round {r + 1}/{ROUNDS} done", flush=True)
-    keys = ("create_ms", "median_us", "p99_us", "rows_s_1024", "rows_s_65536")
-    table = {name: {k: statistics.median(m[k] for m in runs) for k in keys} for name, runs in results.items()}
-    base = table["frgb onnxml"]
-    header = ["graph", "size KiB", "session ms", "1 row median us", "1 row p99 us", "rows/s @1,024",
-              "rows/s @65,536", "latency vs onnxml", "throughput vs onnxml"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for name, m in table.items():
-        size = len(found[name][0]) / 1024
-        lines.append(f"| {name} | {size:.0f} | {m['create_ms']:.1f} | {m['median_us']:.1f} | {m['p99_us']:.1f} | "
-                     f"{m['rows_s_1024']:,.0f} | {m['rows_s_65536']:,.0f} | {m['median_us'] / base['median_us']:.2f}x | "
-                     f"{m['rows_s_65536'] / base['rows_s_65536']:.2f}x |")
-    text = "\n".join(lines)
-    print(f"\nonnxruntime {ort.__version__}, one thread, medians of {ROUNDS} interleaved rounds "
+        print(f"round {r + 1}/{args.rounds} done", flush=True)
+    keys = results[next(iter(results))][0].keys()
+    measured = {name: {k: statistics.median(m[k] for m in runs) for k in keys} for name, runs in results.items()}
+    rss = peak_rss_mib(found, feeds)
+    text = table(found, measured, rss)
+    print(f"\nonnxruntime {ort.__version__}, one thread, medians of {args.rounds} interleaved rounds "
           f"({SINGLE_CALLS} single-row calls each)\n")
     print(text)
     if args.report:

@@ -240,8 +240,8 @@ def fit(
     codec_blind: bool = typer.Option(True, help="Also train on codec-blind copies of every row."),
     monotone: bool = typer.Option(False, help="Constrain VMAF not to fall when adm2 or a vif scale rises."),
     cv: bool = typer.Option(True, help="Report leave-one-source-out figures (one extra fit per source)."),
-    strategy: Strategy = typer.Option(Strategy.AUTO, help="libvmaf tree evaluation (auto picks gemm unless the "
-                                      "trees are very large)."),
+    strategy: Strategy = typer.Option(Strategy.AUTO, help="libvmaf tree evaluation: auto (table for small trees, "
+                                      "gemm, traversal for very large ones), table, gemm or traversal."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     intervals: Optional[float] = typer.Option(
         None, metavar="LEVEL", help="Also fit a LEVEL prediction interval (e.g. 0.95; conformalized quantile "

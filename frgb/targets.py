@@ -33,6 +33,7 @@ class Strategy(str, Enum):
     """How the libvmaf target evaluates the trees (frgb.export.libvmaf_trees); `auto` chooses."""
 
     AUTO = "auto"
+    TABLE = "table"
     GEMM = "gemm"
     TRAVERSAL = "traversal"
 

@@ -664,15 +664,15 @@ def test_fit_with_a_damaged_input_scaler_stops_before_fitting(content, message, 
 
 
 @pytest.mark.parametrize("scaler, start", [
-    ({"feature_mean": [1e10] * 6, "feature_std": [1] * 6},
-     "onnxml export failed the parity check on raw features: fed the training rows scaled with the input scaling "
-     "(feature_mean/feature_std), the graph is up to "),
+    ({"feature_mean": [1e10] * 6, "feature_std": [1] * 6},  # the graph is far from the model (or not finite)
+     "onnxml export failed the parity check"),
     ({"feature_mean": [0] * 6, "feature_std": [1e-44] * 6},
      "onnxml export failed the parity check on raw features: scaled with the input scaling (feature_mean/feature_std), "
      "the training rows reach "),
 ], ids=["mean 1e10", "std 1e-44"])
 def test_fit_with_an_absurd_input_scaler_fails_parity_and_changes_nothing(scaler, start, model_dir, corpus_file, tmp_path):
-    """The graph agrees with its own scaled reference; only the raw-feature check can fail."""
+    """Scalers that make the graph useless: the export fails its parity check (against its own
+    reference, or on raw features against the unscaled model) and nothing is written."""
     old = tmp_path / "old.json"
     old.write_text(json.dumps(scaler))
     before = files_under(tmp_path)
@@ -685,15 +685,15 @@ def test_fit_with_an_absurd_input_scaler_fails_parity_and_changes_nothing(scaler
 def test_a_fit_whose_second_export_fails_parity_writes_none_of_its_files(model_dir, small_corpus_path, small_corpus,
                                                                          tmp_path, monkeypatch):
     """Both targets into a folder holding a previous model: the onnxml graph passes, the libvmaf
-    graph (its comparisons made not to saturate: Clip(x - t, 0, 1) is 0 or 1 only far from the
-    threshold) fails parity. Neither is written: every export is checked before any file is.
+    graph (its split indicator made 1 instead of 2^-74, which its consumers count 2^74 times)
+    fails parity. Neither is written: every export is checked before any file is.
     Fails if PARITY_TOLERANCE is widened (to 1e9, say), and if a fit writes a target as soon as it
     passes (the onnxml file would change)."""
     import re
 
     from frgb.export import libvmaf_trees
 
-    monkeypatch.setattr(libvmaf_trees, "SATURATE", np.float32(1.0))
+    monkeypatch.setattr(libvmaf_trees, "RIGHT", np.float32(1.0))
     before = files_under(tmp_path)
     result = invoke("fit", "--corpus", small_corpus_path, "--out", model_dir, "--id", "m", "--no-cv")
     assert result.exit_code == 2, result.output
@@ -905,7 +905,7 @@ def test_train_refuses_a_bad_strategy_before_reading_the_corpus(good, tmp_path, 
     monkeypatch.setattr(frgb.pipeline, "load_corpus", lambda *a: pytest.fail("the corpus was read"))
     with pytest.raises(FrgbError) as error:
         frgb.pipeline.train(tmp_path / "c.jsonl", tmp_path / "out", "m", FitOptions(), ["onnxml"], strategy="fast")
-    assert str(error.value) == ("'fast' is not a valid Strategy; targets: onnxml, libvmaf, strategies: auto, gemm, "
+    assert str(error.value) == ("'fast' is not a valid Strategy; targets: onnxml, libvmaf, strategies: auto, table, gemm, "
                                 "traversal")
 
 

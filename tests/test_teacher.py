@@ -27,13 +27,26 @@ def libvmaf_log(ffmpeg, tmp_path, crf: int) -> dict:
 
 
 def test_teacher_matches_libvmaf_per_frame_within_1e3(ffmpeg, tmp_path):
+    """The Python teacher, and the prior's ONNX subgraph on the same float32 features."""
+    import onnxruntime as ort
+    from skl2onnx.common.data_types import FloatTensorType
+
+    from frgb.export.teacher_onnx import teacher_graph
+
     teacher = VmafTeacher(model="vmaf_v0.6.1").fit()
-    worst = 0.0
+    graph = teacher_graph(teacher, "features", 17, output_names=["score"]).to_onnx(
+        inputs=[("features", FloatTensorType([None, 6]))], target_opset=17)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    worst = worst_graph = 0.0
     for crf in (18, 34, 48):
         frames = per_frame(libvmaf_log(ffmpeg, tmp_path, crf))
         X = np.column_stack([frames[f] for f in FEATURES])
-        worst = max(worst, float(np.max(np.abs(teacher.predict(X) - np.array(frames["vmaf"])))))
+        vmaf = np.array(frames["vmaf"])
+        worst = max(worst, float(np.max(np.abs(teacher.predict(X) - vmaf))))
+        prior = session.run(None, {"features": X.astype(np.float32)})[0].ravel()
+        worst_graph = max(worst_graph, float(np.max(np.abs(prior - vmaf))))
     assert worst <= 1e-3, f"teacher differs from libvmaf's per-frame vmaf by {worst}"
+    assert worst_graph <= 1e-3, f"the prior's graph differs from libvmaf's per-frame vmaf by {worst_graph}"
 
 
 def test_teacher_predicts_the_shipped_rows_closely(small_corpus):

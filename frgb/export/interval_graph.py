@@ -5,7 +5,8 @@
 (or the layout's width and one input, as for the point graph). Built from the parts of
 frgb.export.graph: the inputs (one Concat; Slices and the codec guard where needed), the teacher prior once (float64), and
 three tree ensembles (point, lower and upper quantile), each with its thresholds folded into the
-raw float32 input domain and compiled for the chosen `target`. Then, in float64:
+raw float32 input domain and compiled for the chosen `target`. Then, in float32 (the prior is
+computed in float64 and rounded once clipped, as in the point graph):
 
     score = clip(prior + trees, 0, 100)
     lower = Min(clip(clip(prior + lower trees, 0, 100) - codec @ margin_weights, 0, 100), score)
@@ -21,10 +22,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-from onnx import TensorProto
 from skl2onnx import get_model_alias, update_registered_converter
-from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxCast, OnnxMatMul, OnnxMax, OnnxMin, OnnxSub
-from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxMatMul, OnnxMax, OnnxMin, OnnxSub
+from skl2onnx.common.data_types import FloatTensorType
 
 from frgb.contract import INTERVAL_OUTPUTS, N_FEATURES
 from frgb.contract import Layout
@@ -89,8 +89,8 @@ def _convert(scope, operator, container) -> None:
     features, codec_input, x = graph_inputs(scope, operator, container, graph)
 
     def shared(name: str, make):
-        """A named (N, 1) float64 variable computed once by `make(output_names)`, read by several nodes."""
-        var = scope.declare_local_variable(name, DoubleTensorType([None, 1]))
+        """A named (N, 1) float32 variable computed once by `make(output_names)`, read by several nodes."""
+        var = scope.declare_local_variable(name, FloatTensorType([None, 1]))
         make([var]).add_to(scope, container)
         return var
 
@@ -105,10 +105,9 @@ def _convert(scope, operator, container) -> None:
             total = OnnxAdd(total, prior, op_version=opv)
         return clip_score(total, opv, output_names=output_names)
 
-    score = shared("score64", lambda out: bounded(point_trees, out))
-    codec = OnnxCast(codec_input, to=TensorProto.DOUBLE, op_version=opv)
-    weights = graph.model.margin_weights_[:, None].astype(np.float64)
-    margin = shared("margin", lambda out: OnnxMatMul(codec, weights, op_version=opv, output_names=out))
+    score = shared("score32", lambda out: bounded(point_trees, out))
+    weights = graph.model.margin_weights_[:, None].astype(np.float32)
+    margin = shared("margin", lambda out: OnnxMatMul(codec_input, weights, op_version=opv, output_names=out))
     low = OnnxMin(clip_score(OnnxSub(bounded(lower_trees), margin, op_version=opv), opv), score, op_version=opv)
     high = OnnxMax(clip_score(OnnxAdd(bounded(upper_trees), margin, op_version=opv), opv), score, op_version=opv)
     for node, output in zip((score, low, high), operator.outputs):
