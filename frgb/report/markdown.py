@@ -518,7 +518,7 @@ def vectors_markdown(results: list[dict], corpus: Corpus, command: str) -> str:
         ]
         if broken and not result["codec_guard"]:
             lines += [f"Without the codec guard every vector is scored as given. The card's default files are made "
-                      f"this way (their bytes are those they always had); `frgb fit --codec-guard` adds the guard "
+                      f"this way (the behaviour they always had); `frgb fit --codec-guard` adds the guard "
                       f"to a {result['layout']} graph.", ""]
     if level is not None and any(r["codec_guard"] for r in results):
         lines += [
