@@ -175,9 +175,9 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
         if self.codec_blind:
             groups[CODEC_BLIND_GROUP] = blind
         group_margins = {}
-        for name, scores in groups.items():
+        for name, conformity in groups.items():
             try:
-                group_margins[name] = conformal_quantile(scores, self.level)
+                group_margins[name] = conformal_quantile(conformity, self.level)
             except FrgbError:  # too few rows: this group does not set a margin of its own
                 group_margins[name] = None
         margins = np.full(len(vocab), pooled)

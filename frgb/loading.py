@@ -16,7 +16,6 @@ import io
 import json
 import math
 import os
-import re
 import stat
 from collections import Counter
 from dataclasses import dataclass, field

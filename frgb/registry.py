@@ -23,13 +23,8 @@ import re
 from frgb.errors import FrgbError
 
 SCHEMA_VERSION = 1
-KINDS = ("fr", "nr", "filter")
-OPSETS = (7, 21)
 NOTES_MAX = 512
 ID_PATTERN = re.compile(r"^[a-z0-9_]+$")
-#: Row keys the fork's schema allows (besides any `quant_*`).
-ROW_KEYS = ("id", "kind", "onnx", "sha256", "opset", "notes", "smoke", "license", "license_url",
-            "sigstore_bundle", "description")
 #: The fields of a row that frgb writes; a replaced row keeps all others.
 FRGB_FIELDS = ("id", "kind", "onnx", "sha256", "opset", "notes", "smoke", "license")
 #: Fields frgb writes only into a row that is new (an existing row's value is kept).

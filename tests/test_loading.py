@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from frgb.contract import FEATURES
 from frgb.errors import FrgbError
 from frgb.loading import load_corpus
 from tests.helpers import historical, shipped_rows, write_jsonl

@@ -17,7 +17,6 @@ import jsonschema
 import pytest
 
 from frgb import artifacts
-from frgb.errors import FrgbError
 from frgb.registry import registry_problem, registry_row, short_notes, with_row
 from tests.helpers import sha256
 

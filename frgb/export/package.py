@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from frgb import __version__
 from frgb.artifacts import write_models
-from frgb.contract import FEATURES, INTERVAL_OUTPUTS, N_FEATURES, OPSET, OUTPUT_SCORE, Layout
+from frgb.contract import FEATURES, INTERVAL_OUTPUTS, N_FEATURES, OPSET, OUTPUT_SCORE
 from frgb.errors import FrgbError
 from frgb.export.graph import Graph, to_onnx
 from frgb.export.interval_graph import IntervalGraph
@@ -28,7 +28,7 @@ from frgb.files import is_finite_number, read_json
 from frgb.intervals import METHOD, IntervalRegressor
 from frgb.loading import Corpus
 from frgb.model import FrgbRegressor
-from frgb.targets import INTERVAL_SUFFIX, Inputs, Strategy, Target
+from frgb.targets import Inputs, Strategy, Target
 
 #: Largest |onnxruntime - Python| on any row and output that an export may have.
 PARITY_TOLERANCE = 1e-4
