@@ -9,6 +9,7 @@ written; an output file's folder exists. Each broken rule is a one-line FrgbErro
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from frgb.artifacts import REGISTRY, registry_document
@@ -74,18 +75,30 @@ def fit_outputs(out: Path, name: str, layout: Layout, targets: list[Target], kin
     return paths
 
 
-def check_output_folder(out: Path, option: str) -> None:
-    """`out` is a folder, or can be made as one, and can be written."""
+def check_output_folder(out: Path, option: str, what: str | None = None) -> None:
+    """`out` is a folder, or can be made as one, and can be written; errors start with `what`
+    [default: "OPTION OUT"]."""
     out = Path(out)
+    what = what or f"{option} {out}"
     if out.exists() and not out.is_dir():
-        raise FrgbError(f"{option} {out}: exists and is not a folder")
+        raise FrgbError(f"{what}: exists and is not a folder")
     existing = out
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise FrgbError(f"{option} {out}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise FrgbError(f"{option} {out}: {existing} is not writable")
+        raise FrgbError(f"{what}: {existing} is not a folder")
+    _check_writable(existing, what)
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """A file can be made in `folder`: tried with a temporary file, removed at once, because
+    permission bits say nothing for root, a read-only mount or a file system such as /proc."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".frgb-probe.", suffix=".tmp")
+    except OSError as e:
+        raise FrgbError(f"{what}: cannot create files in {folder} ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_output_file(path: Path, option: str, inputs: dict[str, Path | None]) -> None:
@@ -95,6 +108,7 @@ def check_output_file(path: Path, option: str, inputs: dict[str, Path | None]) -
         raise FrgbError(f"{option} {path}: is a folder, not a file")
     if not path.parent.is_dir():
         raise FrgbError(f"{option} {path}: the folder {path.parent} does not exist")
+    _check_writable(path.parent, f"{option} {path}")
     check_not_inputs([path], inputs)
 
 

@@ -9,6 +9,7 @@ kept, when the contract says how to encode it).
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -1012,3 +1013,38 @@ def test_the_corpus_tool_never_truncates_a_file_that_is_not_a_corpus(model, tmp_
     with pytest.raises(FrgbError) as error:
         existing_keys(tmp_path, retry_failed=False)
     assert str(error.value) == f"{tmp_path}: not a regular file; --out must be a JSON Lines corpus file (or a new one)"
+
+
+UNWRITABLE = Path("/proc/frgb-test")  # permission bits cannot stop root; /proc takes no new files
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_an_output_where_no_file_can_be_made_fails_before_any_work(model_dir, corpus_file, tmp_path):
+    why = "cannot create files in /proc (No such file or directory)"
+    assert_fails_in_one_line(["fit", "--corpus", corpus_file, "--out", UNWRITABLE], f"--out {UNWRITABLE}: {why}", tmp_path)
+    assert_fails_in_one_line(["report", "--corpus", corpus_file, "--out", UNWRITABLE], f"--out {UNWRITABLE}: {why}",
+                             tmp_path)
+    out = Path("/proc/frgb-test.jsonl")
+    assert_fails_in_one_line(["predict", model_dir / "m.onnx", corpus_file, "-o", out], f"-o {out}: {why}", tmp_path)
+    out = Path("/proc/frgb-test.md")
+    assert_fails_in_one_line(["tune", "--corpus", corpus_file, "--report", out], f"--report {out}: {why}", tmp_path)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_a_sweep_checks_its_output_and_folders_before_any_encode(tmp_path):
+    from frgb.corpus.build import prepare_folders
+
+    a_file = tmp_path / "corpus.jsonl"
+    a_file.write_text("")
+    cases = [
+        ((UNWRITABLE / "c.jsonl", None, None), f"--out {UNWRITABLE / 'c.jsonl'}: its folder {UNWRITABLE}: cannot create"),
+        ((a_file, UNWRITABLE, None), f"--work-dir {UNWRITABLE}: cannot create files in /proc"),
+        ((a_file, None, a_file), f"--log-dir {a_file}: exists and is not a folder"),
+        ((a_file, a_file / "w", None), f"--work-dir {a_file / 'w'}: {a_file} is not a folder"),
+        ((tmp_path, None, None), f"{tmp_path}: not a regular file"),
+    ]
+    for args, message in cases:
+        with pytest.raises(FrgbError, match=re.escape(message)):
+            prepare_folders(*args)
+    prepare_folders(tmp_path / "new" / "c.jsonl", tmp_path / "work" / "deep", tmp_path / "logs")
+    assert all((tmp_path / p).is_dir() for p in ("new", "work/deep", "logs"))

@@ -26,6 +26,7 @@ from frgb.corpus.grid import Grid
 from frgb.corpus.scoring import VMAF_MODEL, aggregates, read_log, vmaf_filter
 from frgb.corpus.sources import Reference, render_reference, resolve_source
 from frgb.errors import FrgbError
+from frgb.outputs import check_output_folder
 
 SCHEMA_VERSION = 3
 #: Attempts per encode: libvvenc sometimes writes an empty file and exits 0.
@@ -63,6 +64,21 @@ def row_key(row: dict) -> tuple[str, str, str, float] | None:
         return (row["src_sha256"], row["encoder"], str(row["preset"]), float(row["crf"]))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def prepare_folders(out: Path, work_dir: Path | None, log_dir: Path | None) -> None:
+    """Before any encode: OUT is a file or can be made (its folder too), and --work-dir and
+    --log-dir are folders frgb can make and write; they are made now."""
+    if out.exists() and not out.is_file():
+        raise FrgbError(f"{out}: not a regular file; --out must be a JSON Lines corpus file (or a new one)")
+    folders = [(out.parent, "--out", f"--out {out}: its folder {out.parent}")]
+    folders += [(path, option, None) for path, option in ((work_dir, "--work-dir"), (log_dir, "--log-dir")) if path]
+    for folder, option, what in folders:
+        check_output_folder(folder, option, what)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FrgbError(f"{what or f'{option} {folder}'}: cannot create it ({e.strerror or e})") from None
 
 
 def existing_keys(out: Path, retry_failed: bool) -> set:
@@ -276,9 +292,9 @@ def build_corpus(
     """Run the sweep of `grid` into `out` (JSON Lines, appended) and return what happened."""
     if not grid.sources or not grid.encoders:
         raise FrgbError("the grid needs at least one source and one encoder")
+    prepare_folders(out, work_dir, log_dir)
     check_capabilities(ffmpeg, [e.encoder for e in grid.encoders])
     started = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="frgb-corpus-", dir=work_dir))
     summary = Summary()
     try:

@@ -36,7 +36,7 @@ from typing import Callable, Iterator
 
 from frgb import __version__
 from frgb.corpus.build import (
-    Encode, Summary, _append, _encoder_version, encode_and_score, failed_row, plan,
+    Encode, Summary, _append, _encoder_version, encode_and_score, failed_row, plan, prepare_folders,
 )
 from frgb.corpus.ffmpeg import check_capabilities, ffmpeg_version, find_ffmpeg
 from frgb.corpus.grid import Grid
@@ -415,11 +415,10 @@ def build_corpus_on_cluster(
             raise FrgbError(f"source {url!r}: fsspec's memory:// filesystem lives inside this process only, so the "
                             f"workers of {scheduler} cannot read it; put it where they can (a shared path, s3://, "
                             "gs://, https://) or use --scheduler local:N")
+    prepare_folders(out, work_dir, None)  # --log-dir is the workers' path: they make it
     _distributed()
     started = time.perf_counter()
     run_id = uuid.uuid4().hex
-    if work_dir is not None:
-        work_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="frgb-cluster-", dir=work_dir))
     try:
         specs = [_stage(spec, staging) for spec in grid.sources]
@@ -436,7 +435,6 @@ def build_corpus_on_cluster(
             for spec, info in zip(specs, infos):
                 summary.sources[info.name] = info.sha256
                 by_sha.setdefault(info.sha256, (spec, info))
-            out.parent.mkdir(parents=True, exist_ok=True)
             pending, summary.planned = plan(grid, [info.reference() for _, info in by_sha.values()], out, retry_failed)
             pending = list({job.key: job for job in pending}.values())  # a point listed twice is encoded once
             summary.skipped = summary.planned - len(pending)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from frgb.artifacts import atomic_write
+from frgb.artifacts import replace_together
+from frgb.errors import FrgbError
 from frgb.baseline import MAX_ITER
 from frgb.comparison import (
     Comparison, compare, monotone_flip, monotonicity_violations, residual_mlp_contenders, standard_contenders,
@@ -20,7 +21,7 @@ from frgb.files import read_text
 from frgb.loading import load_corpus
 from frgb.outputs import check_output_folder
 from frgb.report.figures import (
-    error_by_range_figure, importance_figure, residuals_by_encoder_figure, residuals_by_source_figure, save_figure,
+    error_by_range_figure, importance_figure, residuals_by_encoder_figure, residuals_by_source_figure, png_bytes,
     scatter_figure,
 )
 from frgb.report.markdown import evaluation_markdown
@@ -71,22 +72,26 @@ def build_report(corpus_path: Path, out: Path, options: FitOptions, mlp_max_iter
     names = [n for n in FIGURE_MODELS if n in result.predictions]
     boxed = [n for n in BOX_MODELS if n in result.predictions]
 
-    figures_dir = out / FIGURES
-    figures_dir.mkdir(parents=True, exist_ok=True)
     trees_models = {"frgb residual trees" if prior else "frgb trees": full["frgb"]}
     if prior:
         trees_models["trees (no prior)"] = full["trees"]
+    figures_dir = out / FIGURES
     drawn = {
-        "scatter": save_figure(scatter_figure(result, names), figures_dir / "predicted_vs_vmaf.png"),
-        "by_encoder": save_figure(residuals_by_encoder_figure(result, boxed), figures_dir / "residuals_by_encoder.png"),
-        "by_source": save_figure(residuals_by_source_figure(result, boxed), figures_dir / "residuals_by_source.png"),
-        "by_range": save_figure(error_by_range_figure(result, [n for n in RANGE_MODELS if n in result.predictions]),
-                                figures_dir / "error_by_vmaf_range.png"),
-        "importance": save_figure(importance_figure(trees_models, corpus), figures_dir / "importance_shap.png"),
+        "scatter": (figures_dir / "predicted_vs_vmaf.png", scatter_figure(result, names)),
+        "by_encoder": (figures_dir / "residuals_by_encoder.png", residuals_by_encoder_figure(result, boxed)),
+        "by_source": (figures_dir / "residuals_by_source.png", residuals_by_source_figure(result, boxed)),
+        "by_range": (figures_dir / "error_by_vmaf_range.png",
+                     error_by_range_figure(result, [n for n in RANGE_MODELS if n in result.predictions])),
+        "importance": (figures_dir / "importance_shap.png", importance_figure(trees_models, corpus)),
     }
-    links = {k: f"{FIGURES}/{p.name}" for k, p in drawn.items()}
+    files = [(path, png_bytes(fig)) for path, fig in drawn.values()]
+    links = {k: f"{FIGURES}/{path.name}" for k, (path, _) in drawn.items()}
     text = evaluation_markdown(result, options, prior, links, violations, pairs, result.logs.get("mlp", []), mlp_max_iter,
                   command, bench_text)
     markdown = out / REPORT_NAME
-    atomic_write(markdown, text.encode())
-    return Report(markdown, list(drawn.values()), result)
+    try:
+        figures_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FrgbError(f"--out {out}: cannot create {figures_dir} ({e.strerror or e})") from None
+    replace_together(files + [(markdown, text.encode())])  # the report and its figures change together
+    return Report(markdown, [path for path, _ in files], result)

@@ -1,5 +1,5 @@
 """The evaluation report's figures: one function per figure, each returning a matplotlib Figure
-(Agg backend, no display needed), and `save_figure` to write one as PNG."""
+(Agg backend, no display needed), and `png_bytes` to render one as PNG."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from frgb.artifacts import atomic_write  # noqa: E402
 from frgb.comparison import Comparison, band_rmse, importance  # noqa: E402
 from frgb.contract import CODEC_BLOCK_LAYOUT, FEATURES, N_FEATURES  # noqa: E402
 from frgb.loading import Corpus  # noqa: E402
@@ -150,9 +149,9 @@ def importance_figure(models: dict[str, FrgbRegressor], corpus: Corpus) -> plt.F
     return fig
 
 
-def save_figure(fig: plt.Figure, path: Path) -> Path:
+def png_bytes(fig: plt.Figure) -> bytes:
+    """`fig` as PNG bytes (the figure is closed)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    atomic_write(path, buffer.getvalue())
-    return path
+    return buffer.getvalue()
