@@ -1,6 +1,7 @@
 """Speed and memory of frgb's graphs beside the fr_regressor_v2 checkpoint they replace (onnxruntime, CPU).
 
-    python benchmarks/bench_graphs.py [--model-dir model] [--rounds 5] [--strategies] [--before DIR] [--report FILE]
+    python benchmarks/bench_graphs.py [--model-dir model] [--rounds 5] [--strategies] [--before DIR] [--limits]
+                                      [--report FILE]
 
 Every graph runs in one process on one onnxruntime thread (intra- and inter-op), round after
 round, so that the ratios hold on a shared machine; the table gives medians over the rounds.
@@ -19,7 +20,12 @@ imports onnxruntime but creates no session (minimum of three children each). Gra
 - bare call: features + codec -> ReduceSum -> score, onnxruntime's per-call overhead from Python;
 - with --strategies: the shipped model refitted and compiled with each libvmaf tree strategy;
 - with --before DIR: the same graphs from another model directory (e.g. an older model/), so
-  that old and new are measured in the same run.
+  that old and new are measured in the same run;
+- with --limits: what bounds the goals. The teacher prior's subgraph alone, as shipped (float64)
+  and as a float32 build (which misses the parity tolerance, tests/test_export.py): the most any
+  graph that carries the prior can reach. And the bare call inside a one-iteration Loop and
+  behind an If on the batch size (Shape, Div, Cast, If; both allowlisted): the least that
+  scoring in chunks, the way to bound memory, adds to a single-row call.
 """
 
 from __future__ import annotations
@@ -53,20 +59,67 @@ if sys.argv[1] != "-":
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
-    session.run(None, feeds)
+    session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})
 print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
+def _inputs() -> list:
+    return [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 6]),
+            helper.make_tensor_value_info("codec", TensorProto.FLOAT, ["N", 8])]
+
+
+def _model(nodes: list, name: str, initializers: list) -> bytes:
+    graph = helper.make_graph(nodes, name, _inputs(), [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
+                              initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _sum_features(output: str) -> list:
+    return [helper.make_node("ReduceSum", ["features", "axes"], [output], keepdims=0)]
+
+
+AXES = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+
+
 def bare_graph() -> bytes:
     """features (N,6) + codec (N,8) -> ReduceSum over features -> score (N,): the overhead floor."""
-    graph = helper.make_graph(
-        [helper.make_node("ReduceSum", ["features", "axes"], ["score"], keepdims=0)], "bare",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 6]),
-         helper.make_tensor_value_info("codec", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
-        [helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    return _model(_sum_features("score"), "bare", [AXES])
+
+
+def loop_graph() -> bytes:
+    """The bare call as the body of a Loop of one iteration (its scan output (1, N), reshaped)."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond"], ["cond_out"])] + _sum_features("part"), "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("part", TensorProto.FLOAT, ["N"])])
+    nodes = [helper.make_node("Loop", ["trips", "true"], ["parts"], body=body),
+             helper.make_node("Reshape", ["parts", "flat"], ["score"])]
+    return _model(nodes, "loop", [AXES, helper.make_tensor("trips", TensorProto.INT64, [], [1]),
+                                  helper.make_tensor("true", TensorProto.BOOL, [], [True]),
+                                  helper.make_tensor("flat", TensorProto.INT64, [1], [-1])])
+
+
+def if_graph() -> bytes:
+    """The bare call behind an If on the batch size (N >= 4,096, without comparison ops)."""
+    branch = [helper.make_graph(_sum_features(name), name, [], [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N"])])
+              for name in ("large", "small")]
+    nodes = [helper.make_node("Shape", ["features"], ["n"], start=0, end=1), helper.make_node("Div", ["n", "chunk"], ["chunks"]),
+             helper.make_node("Cast", ["chunks"], ["big"], to=TensorProto.BOOL),
+             helper.make_node("If", ["big"], ["score"], then_branch=branch[0], else_branch=branch[1])]
+    return _model(nodes, "if", [AXES, helper.make_tensor("chunk", TensorProto.INT64, [1], [4096])])
+
+
+def prior_graph(dtype) -> bytes:
+    """The teacher prior's subgraph alone, as every frgb graph carries it (features -> (N, 1))."""
+    from skl2onnx.common.data_types import FloatTensorType
+
+    from frgb.export.teacher_onnx import teacher_graph
+    from frgb.teacher import VmafTeacher
+
+    node = teacher_graph(VmafTeacher().fit(), "features", 17, output_names=["score"], dtype=dtype)
+    return node.to_onnx(inputs=[("features", FloatTensorType([None, 6]))], target_opset=17).SerializeToString()
 
 
 def session(data: bytes) -> ort.InferenceSession:
@@ -80,6 +133,8 @@ def measure(data: bytes, feeds: dict[int, dict]) -> dict:
     t0 = time.perf_counter()
     sess = session(data)
     created = time.perf_counter() - t0
+    names = [i.name for i in sess.get_inputs()]  # the prior alone reads only features
+    feeds = {n: {k: batch[k] for k in names} for n, batch in feeds.items()}
     one = feeds[1]
     for _ in range(200):
         sess.run(None, one)
@@ -142,7 +197,7 @@ def peak_rss_mib(found: dict[str, tuple[bytes, int]], feeds: dict[int, dict[int,
         return out
 
 
-def graphs(model_dir: Path, strategies: bool, before: Path | None) -> dict[str, tuple[bytes, int]]:
+def graphs(model_dir: Path, strategies: bool, before: Path | None, limits: bool) -> dict[str, tuple[bytes, int]]:
     """name -> (bytes, codec width)."""
     found = {"bare call (overhead floor)": (bare_graph(), 8)}
     if ANCHOR.is_file():
@@ -161,6 +216,11 @@ def graphs(model_dir: Path, strategies: bool, before: Path | None) -> dict[str, 
         for strategy in ("table", "gemm", "traversal"):
             proto = to_onnx(Graph(model), "libvmaf", strategy)
             found[f"frgb libvmaf, {strategy} trees"] = (proto.SerializeToString(), 8)
+    if limits:
+        found["limit: the prior alone, float64 (shipped)"] = (prior_graph(np.float64), 8)
+        found["limit: the prior alone, float32 (misses parity)"] = (prior_graph(np.float32), 8)
+        found["limit: bare call in a Loop"] = (loop_graph(), 8)
+        found["limit: bare call behind an If"] = (if_graph(), 8)
     return found
 
 
@@ -187,10 +247,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--strategies", action="store_true", help="Also compile the model with each libvmaf strategy.")
     parser.add_argument("--before", type=Path, help="Also measure the graphs of this model directory.")
+    parser.add_argument("--limits", action="store_true", help="Also measure what bounds the goals (see above).")
     parser.add_argument("--report", type=Path, help="Also write the table as Markdown here.")
     args = parser.parse_args()
     corpus = load_corpus(SHIPPED_CORPUS)
-    found = graphs(args.model_dir, args.strategies, args.before)
+    found = graphs(args.model_dir, args.strategies, args.before, args.limits)
     feeds = {w: feeds_for(corpus, w) for w in {w for _, w in found.values()}}
     results = {name: [] for name in found}
     for r in range(args.rounds):  # interleaved rounds: every graph sees the same machine state
