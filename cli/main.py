@@ -67,6 +67,13 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def refuse_unused(ctx: typer.Context, unused: set[str], mode: str) -> None:
+    """An option given on the command line that `mode` does not use is an error, not ignored."""
+    for param in ctx.command.params:
+        if param.name in unused and ctx.get_parameter_source(param.name).name == "COMMANDLINE":
+            fail(f"{'/'.join(param.opts + param.secondary_opts)} does not apply to {mode}; see frgb {ctx.info_name} --help")
+
+
 def interrupted(written: list[Path]) -> None:
     """Ctrl-C: one line on stderr saying what was kept, and exit 130 (as a shell reports SIGINT)."""
     kept = (f"{', '.join(map(str, written))} had been written in full; nothing else was changed" if written
@@ -268,6 +275,8 @@ def fit(
 
     from frgb.pipeline import train
 
+    if Target.LIBVMAF not in target:
+        refuse_unused(ctx, {"strategy"}, "a fit without --target libvmaf (it chooses how the libvmaf graph evaluates trees)")
     options = _fit_options(prior, codec_blind, monotone, seed, layout, codec_guard)
     with progress_bar("leave-one-source-out") as bar:
         report = train(corpus or _default_corpus(), out, id, options, list(dict.fromkeys(target)), input_scaler,
@@ -299,6 +308,15 @@ def fit(
                    f"over {e['rows_checked']} rows + {e['threshold_rows']} threshold rows")
     for notice in report.notices:
         typer.echo(notice)
+
+
+#: The options of `frgb eval` that each of its modes does not use: given with it, they are an error.
+EVAL_UNUSED = {
+    "scoring a MODEL.onnx": {"report", "prior", "codec_blind", "monotone", "seed", "baseline", "mlp_max_iter", "layout"},
+    "--loso": {"min_plcc", "plcc", "report", "layout"},
+    "--intervals": {"min_plcc", "plcc", "baseline", "mlp_max_iter", "layout"},
+    "--vectors": {"min_plcc", "plcc", "baseline", "mlp_max_iter", "loso"},
+}
 
 
 @command("eval")
@@ -349,30 +367,33 @@ def evaluate(
     """
     from frgb.evaluation import OnnxModel
     from frgb.loading import load_corpus
+    from frgb.outputs import check_output_file
 
+    if model is not None and vectors:
+        fail("--vectors retrains frgb per held-out source; `frgb eval MODEL.onnx` already prints the vector table")
+    if model is not None and intervals:
+        fail("--intervals fits and measures interval models leave-one-source-out; to score an interval "
+             "graph, give only MODEL")
+    if model is not None and loso:
+        fail("give either a MODEL.onnx to score or --loso, not both")
+    if model is None and not (vectors or intervals or loso):
+        fail("give a MODEL.onnx to score, or --loso to cross-validate frgb by source")
+    mode = "--vectors" if vectors else "--intervals" if intervals else "--loso" if loso else "scoring a MODEL.onnx"
+    refuse_unused(ctx, EVAL_UNUSED[mode], mode)
+    if min_plcc is not None and not -1 <= min_plcc <= 1:
+        fail(f"--min-plcc {min_plcc} is not a PLCC gate: give a number from -1 to 1")
+    if report is not None:
+        check_output_file(report, "--report", {"the corpus": corpus or _default_corpus()})
     if vectors:
-        if model is not None:
-            fail("--vectors retrains frgb per held-out source; `frgb eval MODEL.onnx` already prints the vector table")
         if len(intervals) > 1:
             fail("--vectors measures one interval level at a time")
         return _eval_vectors(corpus, prior, codec_blind, monotone, seed, layout, intervals[0] if intervals else None,
                              report, as_json, command_line(ctx))
     if intervals:
-        if model is not None:
-            fail("--intervals fits and measures interval models leave-one-source-out; to score an interval "
-                 "graph, give only MODEL")
-        if report is not None:
-            from frgb.outputs import check_output_file
-
-            check_output_file(report, "--report", {"the corpus": corpus or _default_corpus()})
         return _eval_intervals(corpus, _fit_options(prior, codec_blind, monotone, seed), intervals, report, as_json,
                                command_line(ctx))
     if loso:
-        if model is not None:
-            fail("give either a MODEL.onnx to score or --loso, not both")
         return _eval_loso(corpus, _fit_options(prior, codec_blind, monotone, seed), baseline, mlp_max_iter, as_json)
-    if model is None:
-        fail("give a MODEL.onnx to score, or --loso to cross-validate frgb by source")
     result = OnnxModel(model).evaluate(load_corpus(corpus or _default_corpus()))
     if as_json:
         _print_json(result)
@@ -652,7 +673,7 @@ def report_command(
     options = _fit_options(prior, codec_blind, monotone, seed)
     with progress_bar("leave-one-source-out") as bar:
         result = build_report(corpus or _default_corpus(), out, options, mlp_max_iter or MAX_ITER,
-                              bench or out / "bench_fit.md", command_line(ctx), fold_progress(bar))
+                              bench, command_line(ctx), fold_progress(bar))
     for name in result.comparison.names:
         typer.echo(f"{name:<20} {_fmt(result.comparison.summary(name)['mean_over_sources'])}  (LOSO mean)")
     typer.echo(f"report -> {result.markdown} + {len(result.figures)} figures in {result.figures[0].parent}")

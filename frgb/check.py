@@ -168,7 +168,9 @@ def _check_io(model: onnx.ModelProto, problems: list[str], found: tuple[Layout, 
 
 def _check_runs(path: Path, problems: list[str], specs: list[tuple[str, int]]) -> None:
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: onnxruntime's warnings are not lines of frgb's output
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's own exception types
         problems.append(f"onnxruntime cannot load it: {str(e).splitlines()[0]}")
         return

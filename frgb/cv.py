@@ -68,10 +68,10 @@ def out_of_fold(corpus: Corpus, fit: Callable[[Corpus], object], on_fold: OnFold
 def mean_over_sources(pred: np.ndarray, corpus: Corpus) -> dict[str, float]:
     """PLCC, SROCC and RMSE averaged over the sources (each held-out source one fold)."""
     folds = by_group(pred, corpus.target, corpus.source).values()
-    return {k: _mean_of_defined([f[k] for f in folds]) for k in ("plcc", "srocc", "rmse")}
+    return {k: mean_of_defined([f[k] for f in folds]) for k in ("plcc", "srocc", "rmse")}
 
 
-def _mean_of_defined(values: list[float]) -> float:
+def mean_of_defined(values: list[float]) -> float:
     """The mean of the values that are not NaN (a fold of under three rows has no correlation);
     NaN if none is."""
     defined = [v for v in values if not np.isnan(v)]

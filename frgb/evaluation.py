@@ -35,6 +35,7 @@ class OnnxModel:
         self.mean, self.std = _sidecar_scaling(sidecar_path, self.sidecar)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: onnxruntime's warnings are not lines of frgb's output
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
@@ -62,7 +63,8 @@ class OnnxModel:
 
     def run_all(self, features: np.ndarray, codec: np.ndarray) -> list[np.ndarray]:
         """Every output of the graph as float64 (N,): one value per row, or an error."""
-        scaled = ((features - self.mean) / self.std).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # a sidecar's absurd scaling: null scores, no warning
+            scaled = ((features - self.mean) / self.std).astype(np.float32)
         codec = np.asarray(codec, dtype=np.float32)
         if len(self.input_names) == 1:  # one input: features then codec
             feeds = {self.input_names[0]: np.hstack([scaled, codec])}
@@ -107,8 +109,10 @@ class OnnxModel:
             "codec_blind": scores(blind[0], corpus.target),
         }
         if self.has_intervals:
+            level = self.sidecar.get("intervals")
+            level = level.get("level") if isinstance(level, dict) else None
             result["intervals"] = {
-                "level": self.sidecar.get("intervals", {}).get("level"),
+                "level": level if is_finite_number(level) else None,
                 **interval_summary(outputs[1], outputs[2], corpus),
                 "codec_blind": interval_figures(blind[1], blind[2], corpus.target),
             }
@@ -155,8 +159,8 @@ def _sidecar_scaling(path: Path, sidecar) -> tuple[np.ndarray, np.ndarray]:
         raise FrgbError(f"{path}: not a model sidecar: feature_std must be positive, got {std.tolist()}")
     vocab = sidecar.get("encoder_vocab", list(ENCODER_VOCAB))  # the layout comes from it (OnnxModel._layout)
     if not (isinstance(vocab, list) and all(isinstance(v, str) and v for v in vocab) and len(set(vocab)) == len(vocab)
-            and "unknown" in vocab):
-        raise FrgbError(f"{path}: not a model sidecar: encoder_vocab must be distinct encoder names including "
+            and vocab[-1:] == ["unknown"]):
+        raise FrgbError(f"{path}: not a model sidecar: encoder_vocab must be distinct encoder names ending in "
                         f"'unknown', got {vocab!r:.60}")
     return np.asarray(sidecar["feature_mean"], dtype=np.float64), std
 
@@ -174,7 +178,7 @@ def _check_graph_io(path: Path, session: ort.InferenceSession, layout: Layout) -
 
     if [i.name for i in inputs] != [name for name, _ in specs] or not all(
             fits(value, width) for value, (_, width) in zip(inputs, specs)):
-        found = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
+        found = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs) or "none"
         wanted = " and ".join(f"{name} float32 (N, {width})" for name, width in specs)
         what = "6 features, then the sidecar's encoder_vocab + 2" if len(specs) == 1 else "the sidecar's encoder_vocab + 2"
         raise FrgbError(f"{path}: inputs are {found}; the contract's are {wanted} ({what})")
@@ -182,3 +186,6 @@ def _check_graph_io(path: Path, session: ort.InferenceSession, layout: Layout) -
     if outputs not in ((OUTPUT_SCORE,), INTERVAL_OUTPUTS):
         raise FrgbError(f"{path}: outputs are {list(outputs)}; the contract's are ['{OUTPUT_SCORE}'] "
                         f"(or {list(INTERVAL_OUTPUTS)} for an interval graph)")
+    for value in session.get_outputs():
+        if value.type != "tensor(float)":
+            raise FrgbError(f"{path}: output {value.name} is {value.type}; the contract's outputs are float32")

@@ -113,5 +113,5 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name one file (an existing one, or the same path once resolved)."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+    except OSError:  # realpath, unlike Path.resolve, does not raise on a symbolic link loop
+        return os.path.realpath(a) == os.path.realpath(b)

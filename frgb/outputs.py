@@ -82,6 +82,8 @@ def check_output_folder(out: Path, option: str, what: str | None = None) -> None
     what = what or f"{option} {out}"
     if out.exists() and not out.is_dir():
         raise FrgbError(f"{what}: exists and is not a folder")
+    if out.is_symlink() and not out.exists():
+        raise FrgbError(f"{what}: a symbolic link to nothing (its target is missing, or the links form a loop)")
     existing = out
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -106,6 +108,9 @@ def check_output_file(path: Path, option: str, inputs: dict[str, Path | None]) -
     path = Path(path)
     if path.is_dir():
         raise FrgbError(f"{option} {path}: is a folder, not a file")
+    if path.exists() and not path.is_file():
+        raise FrgbError(f"{option} {path}: is not a regular file (a device or a pipe); frgb writes a new file and "
+                        "renames it into place, which would replace it: give a file path")
     if not path.parent.is_dir():
         raise FrgbError(f"{option} {path}: the folder {path.parent} does not exist")
     _check_writable(path.parent, f"{option} {path}")

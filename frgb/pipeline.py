@@ -14,19 +14,20 @@ from frgb.contract import layout_named
 from frgb.cv import OnFold, out_of_fold, summarise
 from frgb.errors import FrgbError
 from frgb.export.package import read_input_scaler, stage, stage_intervals, write_exports
+from frgb.files import same_file
 from frgb.intervals import check_level, fit_intervals, interval_report
 from frgb.loading import SHIPPED_CORPUS, design_matrix, in_layout, load_corpus
 from frgb.metrics import scores
 from frgb.outputs import fit_outputs
-from frgb.registry import signature_notices
+from frgb.registry import check_license, signature_notices
 from frgb.targets import Inputs, Strategy, Target
-from frgb.teacher import BUILTIN_MODELS, VmafTeacher
+from frgb.teacher import BUILTIN_MODELS
 from frgb.training import FitOptions, check_trainable, choose_prior, fit_model
 
 
 def _display_path(path: Path) -> str:
     """The shipped corpus by its repository path (the same in every checkout); others as given."""
-    shipped = Path(path).resolve() == SHIPPED_CORPUS
+    shipped = same_file(path, SHIPPED_CORPUS)
     return str(SHIPPED_CORPUS.relative_to(SHIPPED_CORPUS.parent.parent)) if shipped else str(path)
 
 
@@ -73,6 +74,8 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
     layout = layout_named(options.layout)
     if intervals is not None:
         check_level(intervals)
+    if license is not None:
+        check_license(license)
     prior_file = Path(options.prior) if options.prior not in ("auto", "none", *BUILTIN_MODELS) else None
     fit_outputs(out, name, layout, targets, kinds, intervals is not None,
                 {"the corpus": Path(corpus_path), "the VMAF model file": prior_file})
@@ -81,8 +84,6 @@ def train(corpus_path: Path, out: Path, name: str, options: FitOptions, targets:
     corpus = in_layout(load_corpus(corpus_path), layout)
     check_trainable(corpus, cv, () if intervals is None else (intervals,))
     choice = choose_prior(corpus, options.prior)
-    if choice.model:
-        VmafTeacher(model=choice.model).fit()  # a broken model file is an error before the fit
     started = time.perf_counter()
     interval = fit_intervals(corpus, options, choice.model, intervals) if intervals is not None else None
     model = interval.point_ if interval else fit_model(corpus, options, choice.model)

@@ -60,6 +60,18 @@ def check_id(model_id: str) -> str:
     return model_id
 
 
+#: An SPDX license expression: ids (LicenseRef-... too) joined by single spaces (AND, OR, WITH, parentheses).
+LICENSE_PATTERN = re.compile(r"^[A-Za-z0-9.+:()-]+( [A-Za-z0-9.+:()-]+)*$")
+
+
+def check_license(license: str) -> str:
+    """`license` if it reads as an SPDX license expression, else a FrgbError (an empty one was ignored)."""
+    if not LICENSE_PATTERN.match(license):
+        raise FrgbError(f"--license {license!r} is not an SPDX license id or expression (e.g. MIT, "
+                        "BSD-2-Clause-Patent, 'Apache-2.0 OR MIT')")
+    return license
+
+
 def short_notes(notes: str) -> str:
     """`notes` cut to the schema's NOTES_MAX characters (at a word, with an ellipsis) if longer."""
     if len(notes) <= NOTES_MAX:

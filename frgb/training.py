@@ -11,7 +11,7 @@ import numpy as np
 from frgb.errors import FrgbError
 from frgb.loading import Corpus, design_matrix
 from frgb.model import FrgbRegressor
-from frgb.teacher import BUILTIN_MODELS, DEFAULT_PRIOR
+from frgb.teacher import BUILTIN_MODELS, DEFAULT_PRIOR, VmafTeacher
 
 
 @dataclass
@@ -25,6 +25,17 @@ class FitOptions:
     seed: int = 0
     layout: str = "card"  # the codec layout (frgb.contract.LAYOUTS); the corpus must be in it (loading.in_layout)
     codec_guard: bool | None = None  # score vectors without a trained encoder slot codec-blind [default: the layout's]
+
+    def __post_init__(self):
+        if not self.prior.strip():
+            raise FrgbError("--prior is empty: give auto, none, a built-in VMAF model "
+                            f"({', '.join(BUILTIN_MODELS)}) or a model JSON path")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise FrgbError(f"--seed {self.seed} is out of range: give a whole number from 0 to {MAX_SEED}")
+
+
+#: Largest seed: every random generator a fit seeds (LightGBM's C int, numpy's) takes it.
+MAX_SEED = 2**31 - 1
 
 
 @dataclass
@@ -46,6 +57,7 @@ def choose_prior(corpus: Corpus, prior: str) -> PriorChoice:
                 f"most rows were scored with {prior!r}, which frgb does not ship; "
                 f"pass --prior with one of {', '.join(BUILTIN_MODELS)}, a model file, or none"
             )
+    VmafTeacher(model=prior).fit()  # an unknown name or a broken model file is an error before any fit
     name = prior.rsplit("/", 1)[-1].removesuffix(".json")
     others = {m: n for m, n in recorded.items() if m != name}
     return PriorChoice(prior, sum(others.values()), others)

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from frgb.contract import with_codec_blind
-from frgb.cv import corpus_folds
+from frgb.cv import corpus_folds, mean_of_defined
 from frgb.loading import Corpus, design_matrix
 from frgb.metrics import by_group
 from frgb.model import default_trees
@@ -68,7 +68,7 @@ def _staged(corpus: Corpus, options: FitOptions, prior: str | None, trees: dict,
 
 
 def _mean(per_group: dict, key: str) -> float:
-    return float(np.nanmean([m[key] for m in per_group.values()]))
+    return mean_of_defined([m[key] for m in per_group.values()])
 
 
 def tune(corpus: Corpus, options: FitOptions, prior: str | None, search: dict = SEARCH,

@@ -746,7 +746,7 @@ SIDECARS = [
     ("a zero std", lambda s: dict(s, feature_std=[1, 1, 1, 1, 1, 0]),
      "{s}: not a model sidecar: feature_std must be positive, got [1.0, 1.0, 1.0, 1.0, 1.0, 0.0]"),
     ("encoder_vocab without unknown", lambda s: dict(s, encoder_vocab=["libx264"]),
-     "{s}: not a model sidecar: encoder_vocab must be distinct encoder names including 'unknown', got ['libx264']"),
+     "{s}: not a model sidecar: encoder_vocab must be distinct encoder names ending in 'unknown', got ['libx264']"),
     ("encoder_vocab of another width", lambda s: dict(s, encoder_vocab=[f"e{i}" for i in range(11)] + ["unknown"]),
      "{m}: inputs are features tensor(float) [None, 6], codec tensor(float) [None, 8]; the contract's are features "
      "float32 (N, 6) and codec float32 (N, 14) (the sidecar's encoder_vocab + 2)"),
@@ -1048,3 +1048,225 @@ def test_a_sweep_checks_its_output_and_folders_before_any_encode(tmp_path):
             prepare_folders(*args)
     prepare_folders(tmp_path / "new" / "c.jsonl", tmp_path / "work" / "deep", tmp_path / "logs")
     assert all((tmp_path / p).is_dir() for p in ("new", "work/deep", "logs"))
+
+
+# Issue 20: an adversarial pass over every command's options and paths.
+
+
+def _a_fifo(folder: Path) -> Path:
+    """A named pipe, in a folder of its own (reading it to hash it would block)."""
+    import os
+
+    folder.mkdir()
+    os.mkfifo(folder / "fifo")
+    return folder / "fifo"
+
+
+def test_an_output_that_is_a_device_or_a_pipe_is_refused_not_replaced(model_dir, corpus_file, tmp_path):
+    """`predict -o /dev/null` and `tune --report /dev/null` used to rename a regular file over the
+    device (tested on a FIFO, which the same rename would have replaced)."""
+    import stat
+
+    fifo, work = _a_fifo(tmp_path / "pipes"), tmp_path / "work"
+    work.mkdir()
+    why = ("is not a regular file (a device or a pipe); frgb writes a new file and renames it into place, which "
+           "would replace it: give a file path")
+    for args, option in ((["predict", model_dir / "m.onnx", corpus_file, "-o", fifo], "-o"),
+                         (["tune", "--corpus", corpus_file, "--report", fifo], "--report"),
+                         (["eval", "--intervals", "0.9", "--corpus", corpus_file, "--report", fifo], "--report"),
+                         (["eval", "--vectors", "--corpus", corpus_file, "--report", fifo], "--report")):
+        assert_fails_in_one_line(args, f"{option} {fifo}: {why}", work)
+        assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+def test_a_symbolic_link_loop_is_a_one_line_error(model_dir, corpus_file, tmp_path):
+    """A loop of links as a path frgb reads or writes was `internal error: RuntimeError: Symlink loop`
+    (Path.resolve), or an error after the whole report's work."""
+    from frgb.corpus.build import prepare_folders
+
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "a").symlink_to(links / "b")
+    (links / "b").symlink_to(links / "a")
+    loop, work = links / "a", tmp_path / "work"
+    work.mkdir()
+    nothing = "a symbolic link to nothing (its target is missing, or the links form a loop)"
+    assert_fails_in_one_line(["fit", "--corpus", loop, "--out", work / "out", "--no-cv"], f"{loop}: no such file", work)
+    assert_fails_in_one_line(["fit", "--corpus", corpus_file, "--out", loop, "--no-cv"], f"--out {loop}: {nothing}", work)
+    assert_fails_in_one_line(["fit", "--corpus", corpus_file, "--out", work / "out", "--no-cv", "--prior", loop],
+                             f"VMAF model '{loop}': not a built-in (vmaf_v0.6.1, vmaf_4k_v0.6.1) nor a file", work)
+    assert_fails_in_one_line(["report", "--corpus", corpus_file, "--out", loop], f"--out {loop}: {nothing}", work)
+    result = invoke("predict", model_dir / "m.onnx", corpus_file, "-o", loop)
+    assert result.exit_code == 0 and loop.is_file() and not loop.is_symlink()  # written in place of the link
+    loop.unlink()
+    loop.symlink_to(links / "b")
+    with pytest.raises(FrgbError, match=re.escape(f"--out {loop}: Too many levels of symbolic links")):
+        prepare_folders(loop, None, None)
+
+
+EVAL_OPTIONS = [
+    ("--min-plcc nan", ["{m}", "--min-plcc", "nan"], "--min-plcc nan is not a PLCC gate: give a number from -1 to 1"),
+    ("--min-plcc 2 (a gate no model passes)", ["{m}", "--min-plcc", "2"],
+     "--min-plcc 2.0 is not a PLCC gate: give a number from -1 to 1"),
+    ("MODEL --report (no report was written)", ["{m}", "--report", "{t}/r.md"],
+     "--report does not apply to scoring a MODEL.onnx; see frgb eval --help"),
+    ("MODEL --prior", ["{m}", "--prior", "none"], "--prior does not apply to scoring a MODEL.onnx; see frgb eval --help"),
+    ("--loso --min-plcc (the gate always passed)", ["--loso", "--min-plcc", "0.99"],
+     "--min-plcc does not apply to --loso; see frgb eval --help"),
+    ("--loso --report (no report was written)", ["--loso", "--report", "{t}/r.md"],
+     "--report does not apply to --loso; see frgb eval --help"),
+    ("--vectors --loso", ["--vectors", "--loso"], "--loso/--no-loso does not apply to --vectors; see frgb eval --help"),
+    ("--intervals --layout", ["--intervals", "0.9", "--layout", "card"],
+     "--layout does not apply to --intervals; see frgb eval --help"),
+    ("--vectors --report CORPUS (it overwrote the corpus)", ["--vectors", "--report", "{c}"],
+     "{c}: is the corpus; writing it would destroy it"),
+    ("--vectors --report in a missing folder (failed after the work)", ["--vectors", "--report", "{t}/no/r.md"],
+     "--report {t}/no/r.md: the folder {t}/no does not exist"),
+]
+
+
+@pytest.mark.parametrize("args, message", _cases(EVAL_OPTIONS))
+def test_eval_refuses_options_its_mode_does_not_use_before_any_work(args, message, model_dir, corpus_file, tmp_path):
+    """They used to be ignored: `frgb eval --loso --min-plcc 0.99` exited 0 whatever the PLCC."""
+    names = {"m": model_dir / "m.onnx", "c": corpus_file, "t": tmp_path}
+    assert_fails_in_one_line(["eval", *[a.format(**names) for a in args], "--corpus", corpus_file],
+                             message.format(**names), tmp_path)
+
+
+OPTION_VALUES = [
+    ("eval --loso --seed -1 (the MLP's internal error after the trees' folds)", ["eval", "--loso", "--seed", "-1"],
+     "--seed -1 is out of range: give a whole number from 0 to 2147483647"),
+    ("report --seed 2**64", ["report", "--seed", str(2**64), "--out", "{t}/r"],
+     f"--seed {2**64} is out of range: give a whole number from 0 to 2147483647"),
+    ("fit --prior '' (fitted without a prior)", ["fit", "--prior", "", "--out", "{t}/o", "--no-cv"],
+     "--prior is empty: give auto, none, a built-in VMAF model (vmaf_v0.6.1, vmaf_4k_v0.6.1) or a model JSON path"),
+    ("tune --prior unknown (an error after the progress bar)", ["tune", "--prior", "vmaf_v9"],
+     "VMAF model 'vmaf_v9': not a built-in (vmaf_v0.6.1, vmaf_4k_v0.6.1) nor a file"),
+    ("fit --license '' (ignored)", ["fit", "--license", "", "--out", "{t}/o", "--no-cv"],
+     "--license '' is not an SPDX license id or expression (e.g. MIT, BSD-2-Clause-Patent, 'Apache-2.0 OR MIT')"),
+    ("fit --license with a newline", ["fit", "--license", "MIT\nx", "--out", "{t}/o", "--no-cv"],
+     "--license 'MIT\\nx' is not an SPDX license id or expression (e.g. MIT, BSD-2-Clause-Patent, 'Apache-2.0 OR MIT')"),
+    ("fit --strategy without the libvmaf target (ignored)", ["fit", "--strategy", "table", "--target", "onnxml",
+                                                             "--out", "{t}/o"],
+     "--strategy does not apply to a fit without --target libvmaf (it chooses how the libvmaf graph evaluates trees); "
+     "see frgb fit --help"),
+    ("report --bench missing (ignored)", ["report", "--bench", "{t}/missing.md", "--out", "{t}/r"],
+     "{t}/missing.md: no such file"),
+    ("report --bench /dev/zero (ignored)", ["report", "--bench", "/dev/zero", "--out", "{t}/r"],
+     "/dev/zero: not a regular file, and larger than 64 MiB; not a fit-cost table"),
+]
+
+
+@pytest.mark.parametrize("args, message", _cases(OPTION_VALUES))
+def test_option_values_are_checked_before_any_work(args, message, corpus_file, tmp_path):
+    assert_fails_in_one_line([*[a.format(t=tmp_path) for a in args], "--corpus", corpus_file],
+                             message.format(t=tmp_path), tmp_path)
+
+
+def test_a_report_whose_outputs_are_folders_or_files_of_the_wrong_kind_fails_before_any_work(corpus_file, tmp_path):
+    """`figures` a file, `evaluation.md` a folder: the error came after the whole comparison."""
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "figures").write_text("")
+    assert_fails_in_one_line(["report", "--corpus", corpus_file, "--out", out],
+                             f"--out {out}: its figures folder: exists and is not a folder", tmp_path)
+    (out / "figures").unlink()
+    (out / "evaluation.md").mkdir()
+    assert_fails_in_one_line(["report", "--corpus", corpus_file, "--out", out],
+                             f"{out / 'evaluation.md'}: exists and is not a file; frgb report would replace it", tmp_path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--duration", "nan"], "duration must be a positive number of seconds, got nan"),  # was internal error
+    (["--duration", "inf"], "duration must be a positive number of seconds, got inf"),  # was internal error
+    (["--duration", "-1"], "duration must be a positive number of seconds, got -1.0"),  # was ffmpeg's message
+    (["--encoder", "libx265::30"], "encoder libx265: a preset name is empty, got ['']"),  # encoded with preset ""
+], ids=["duration nan", "duration inf", "duration -1", "an empty preset"])
+def test_a_sweep_checks_its_grid_options_before_any_encode(args, message, tmp_path):
+    assert_fails_in_one_line(["corpus", "--out", tmp_path / "c.jsonl", "--source", "lavfi:testsrc",
+                              "--encoder", "libx264:medium:30", *args], message, tmp_path)
+
+
+def _with_output_cast(graph: Path, to) -> Path:
+    """`graph` with its output `score` cast to `to` (an onnx TensorProto type)."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(graph)
+    model.graph.node[-1].output[0] = "float_score"
+    model.graph.node.append(helper.make_node("Cast", ["float_score"], ["score"], to=to))
+    model.graph.output[0].type.tensor_type.elem_type = to
+    onnx.save(model, graph)
+    return graph
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_a_graph_with_an_integer_output_is_refused(command, corpus_file, tmp_path):
+    """predict wrote its truncated scores (6.0 for 6.7) with exit 0."""
+    from onnx import TensorProto
+
+    graph = _with_output_cast(small_graph(tmp_path / "i.onnx"), TensorProto.INT64)
+    args = {"eval": ["eval", graph, "--corpus", corpus_file],
+            "predict": ["predict", graph, corpus_file, "-o", tmp_path / "p.jsonl"]}[command]
+    assert_fails_in_one_line(args, f"{graph}: output score is tensor(int64); the contract's outputs are float32", tmp_path)
+
+
+def test_an_interval_graph_whose_sidecar_intervals_is_not_an_object_is_still_scored(corpus_file, tmp_path):
+    """`"intervals": "abc"` in the sidecar of an interval graph was `internal error: AttributeError`."""
+    graph = small_graph(tmp_path / "iv.onnx", outputs=("score", "lower", "upper"))
+    sidecar = json.loads(graph.with_suffix(".json").read_text())
+    for intervals in ("abc", {"level": "high"}):
+        graph.with_suffix(".json").write_text(json.dumps(dict(sidecar, intervals=intervals)))
+        result = invoke("eval", graph, "--corpus", corpus_file)
+        assert result.exit_code == 0, result.output
+        assert any(line.startswith("interval ") for line in result.output.splitlines())
+
+
+def test_a_sidecar_scaling_that_overflows_is_scored_without_a_warning(good, model_dir, corpus_file, tmp_path):
+    """feature_mean 1e308 with feature_std 1e-308 printed numpy's RuntimeWarning (two lines) on stderr."""
+    import warnings
+
+    sidecar = model_dir / "m.json"
+    sidecar.write_text(json.dumps(dict(json.loads(sidecar.read_text()), feature_mean=[1e308] * 6,
+                                       feature_std=[1e-308] * 6)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = invoke("predict", model_dir / "m.onnx", corpus_file)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == len(good)
+
+
+def test_tuning_means_over_sources_without_a_defined_figure_are_nan_without_a_warning():
+    """`frgb tune` on small sources printed 50 lines of numpy's "Mean of empty slice"."""
+    import warnings
+
+    from frgb.tuning import _mean
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(_mean({"a": {"plcc": float("nan")}, "b": {"plcc": float("nan")}}, "plcc"))
+
+
+@pytest.mark.slow
+def test_onnxruntime_warnings_are_not_printed(tmp_path):
+    """A graph with an unused initializer: onnxruntime's own warning (a coloured line) came before
+    frgb's one line, in `check`, `eval` and `predict`."""
+    import subprocess
+    import sys
+
+    import onnx
+    from onnx import numpy_helper
+
+    from tests.helpers import child_env
+
+    graph = small_graph(tmp_path / "g.onnx", inputs=("x", "codec"))
+    model = onnx.load(graph)
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(3, dtype=np.float32), "unused"))
+    onnx.save(model, graph)
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("{}\n")
+    for args in (["check", graph], ["eval", graph, "--corpus", corpus], ["predict", graph, corpus]):
+        done = subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], capture_output=True, text=True,
+                              env=child_env(), timeout=120)
+        assert "W:onnxruntime" not in done.stderr, done.stderr
+        assert done.returncode == 2 and len(done.stderr.splitlines()) <= 1, done.stderr

@@ -69,6 +69,12 @@ def row_key(row: dict) -> tuple[str, str, str, float] | None:
 def prepare_folders(out: Path, work_dir: Path | None, log_dir: Path | None) -> None:
     """Before any encode: OUT is a file or can be made (its folder too), and --work-dir and
     --log-dir are folders frgb can make and write; they are made now."""
+    try:
+        out.stat()
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # a symbolic link loop, a folder that cannot be searched
+        raise FrgbError(f"--out {out}: {e.strerror or e}") from None
     if out.exists() and not out.is_file():
         raise FrgbError(f"{out}: not a regular file; --out must be a JSON Lines corpus file (or a new one)")
     folders = [(out.parent, "--out", f"--out {out}: its folder {out.parent}")]

@@ -42,6 +42,10 @@ class Grid:
     encoders: tuple[EncoderGrid, ...]
     duration: float = 2.0
 
+    def __post_init__(self):
+        if not (is_finite_number(self.duration) and self.duration > 0):
+            raise FrgbError(f"duration must be a positive number of seconds, got {self.duration!r}")
+
 
 def encoder_grid(encoder: str, presets: list, crfs: list) -> EncoderGrid:
     """Validate one encoder's grid (known recipe, non-empty lists, CRFs in 0..63)."""
@@ -49,6 +53,8 @@ def encoder_grid(encoder: str, presets: list, crfs: list) -> EncoderGrid:
         raise FrgbError(f"no recipe for encoder {encoder!r}; known: {', '.join(RECIPES)}")
     if not presets or not crfs:
         raise FrgbError(f"encoder {encoder}: presets and crfs must both be non-empty")
+    if not all(str(p).strip() for p in presets):
+        raise FrgbError(f"encoder {encoder}: a preset name is empty, got {presets!r}")
     try:
         values = tuple(float(c) for c in crfs)
     except (TypeError, ValueError):

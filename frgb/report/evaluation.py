@@ -29,6 +29,8 @@ from frgb.training import FitOptions, check_trainable, choose_prior
 
 #: The report's Markdown file, inside the output folder.
 REPORT_NAME = "evaluation.md"
+#: The fit-cost table included when --bench is not given, if it exists in the output folder.
+BENCH_NAME = "bench_fit.md"
 #: Its figures' folder, inside the output folder (linked relatively from the Markdown).
 FIGURES = "figures"
 #: The models in the scatter plots (trees with the residual's settings would only flatten them).
@@ -53,9 +55,15 @@ def build_report(corpus_path: Path, out: Path, options: FitOptions, mlp_max_iter
                  on_fold: OnFold | None = None) -> Report:
     """Cross-validate every model, fit the full-corpus models, draw the figures, write the Markdown.
 
-    "trees" is what `frgb fit --prior none` trains (frgb.model.PLAIN_TREES)."""
+    "trees" is what `frgb fit --prior none` trains (frgb.model.PLAIN_TREES). `bench` is the fit-cost
+    table to include (an error if it cannot be read); without it, OUT/bench_fit.md if it exists."""
     check_output_folder(out, "--out")
-    bench_text = read_text(bench, "a fit-cost table") if bench is not None and bench.is_file() else None
+    check_output_folder(out / FIGURES, "--out", f"--out {out}: its {FIGURES} folder")
+    markdown = out / REPORT_NAME
+    if markdown.exists() and not markdown.is_file():
+        raise FrgbError(f"{markdown}: exists and is not a file; frgb report would replace it")
+    bench = bench if bench is not None else out / BENCH_NAME if (out / BENCH_NAME).is_file() else None
+    bench_text = read_text(bench, "a fit-cost table") if bench is not None else None
     corpus = load_corpus(corpus_path)
     check_trainable(corpus)
     prior = choose_prior(corpus, options.prior).model
@@ -88,7 +96,6 @@ def build_report(corpus_path: Path, out: Path, options: FitOptions, mlp_max_iter
     links = {k: f"{FIGURES}/{path.name}" for k, (path, _) in drawn.items()}
     text = evaluation_markdown(result, options, prior, links, violations, pairs, result.logs.get("mlp", []), mlp_max_iter,
                   command, bench_text)
-    markdown = out / REPORT_NAME
     try:
         figures_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
