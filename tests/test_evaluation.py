@@ -161,6 +161,26 @@ def test_parity_check_in_batches_finds_what_one_batch_finds(monkeypatch, small_c
     assert package.parity(graph, proto, small_corpus) == whole
 
 
+@pytest.mark.parametrize("graph", ["frgb_libvmaf_interval.onnx", "frgb_fork_v2_single.onnx"])
+def test_scoring_in_slices_gives_what_one_call_gives(monkeypatch, small_corpus, graph):
+    """eval and predict score ROWS_PER_CALL rows per call (bounded memory): every output of
+    every row, with one input or two, is what one call on all rows gives, within 1e-5 VMAF: onnxruntime's GEMM sums in an order
+    that depends on the number of rows, which moves a float32 score by a step or two (a step is
+    7.6e-6 near 100)."""
+    from pathlib import Path
+
+    import frgb.evaluation as evaluation
+
+    model = evaluation.OnnxModel(Path(__file__).resolve().parent.parent / "model" / graph)
+    monkeypatch.setattr(evaluation, "ROWS_PER_CALL", len(small_corpus) + 1)
+    whole = model.predict_all(small_corpus)
+    monkeypatch.setattr(evaluation, "ROWS_PER_CALL", 7)
+    sliced = model.predict_all(small_corpus)
+    assert len(small_corpus) > 7 and len(whole[0]) == len(small_corpus)
+    for a, b in zip(whole, sliced, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
 def test_resampled_benchmark_corpus_keeps_sources_and_codecs(small_corpus):
     import importlib.util
     from pathlib import Path
